@@ -1,0 +1,5 @@
+std = "lua54"
+unused_args = false
+max_line_length = 120
+files["spec"] = { std = "+busted" }
+exclude_files = { "bench/node_modules", "bench/corpus" }

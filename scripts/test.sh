@@ -1,0 +1,15 @@
+#!/bin/sh
+# make test: lint, specs, then the same specs under AddressSanitizer and
+# UBSan. Ends with "total: N passed, N failed" and fails if anything did.
+COUNTS_FILE=$(mktemp); export COUNTS_FILE
+ok=0
+echo "== lint"; ${LUACHECK:-luacheck} -q lua spec bench examples || ok=1
+echo "== specs"; sh scripts/run-specs.sh specs "${BUILD:-build}" || ok=1
+echo "== memcheck (ASan + UBSan)"
+sh scripts/run-specs.sh memcheck "${ASAN_BUILD:-build-asan}" || ok=1
+passed=0; failed=0
+while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done <"$COUNTS_FILE"
+rm -f "$COUNTS_FILE"
+[ "$ok" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1  # lint failed
+echo "total: $passed passed, $failed failed"
+exit $ok
