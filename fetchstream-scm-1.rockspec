@@ -1,0 +1,46 @@
+rockspec_format = "3.0"
+package = "fetchstream"
+version = "scm-1"
+source = {
+  url = "git+file:///dev/null", -- build from a checkout: luarocks make
+}
+description = {
+  summary = "Streaming HTTP fetch and Server-Sent Events for Lua, on libcurl",
+  detailed = [[
+fetchstream sends any HTTP request (POST with headers and a JSON body
+included) and hands the response to Lua as it arrives: Server-Sent Events
+parsed exactly as the WHATWG standard says, raw chunks or lines, through a
+for loop or callbacks, with abort, timeouts and errors that say what went
+wrong.]],
+  license = "MIT",
+  labels = { "http", "sse", "eventsource", "curl", "streaming", "llm" },
+}
+dependencies = {
+  "lua >= 5.4",
+  "lua-cjson",
+}
+external_dependencies = {
+  -- Checked by library: a header check fails on Debian's multiarch layout.
+  CURL = { library = "curl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["fetchstream.core"] = {
+      sources = {
+        "src/lfetchstream.c",
+        "src/lsse.c",
+        "src/sse.c",
+      },
+      libraries = { "curl" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+    ["fetchstream"] = "lua/fetchstream/init.lua",
+    ["fetchstream.options"] = "lua/fetchstream/options.lua",
+  },
+}
+test = {
+  type = "command",
+  command = "make test",
+}

@@ -1,0 +1,63 @@
+--- fetchstream: fetch() + ReadableStream + Server-Sent Events for Lua.
+-- The C core (fetchstream.core) moves the bytes; this module holds the policy:
+-- options, errors, iterators and callbacks.
+-- @module fetchstream
+
+local core = require "fetchstream.core"
+local options = require "fetchstream.options"
+local json = require("cjson").new() -- our own instance: a user's cjson settings stay theirs
+
+local getmetatable, pcall, tostring = getmetatable, pcall, tostring
+
+local _M = { _VERSION = core._VERSION }
+
+--- The metatable of every error object (`kind`, `message`, `tostring`).
+_M.Error = core.Error
+
+--- Make an error object: `fetch.error("http", "invalid key", { status = 401 })`.
+_M.error = core.error
+
+--- Whether `v` is a fetchstream error object.
+function _M.is_error(v)
+  return getmetatable(v) == core.Error
+end
+
+-- Events ---------------------------------------------------------------
+
+local Event = core.Event
+Event.__index = {}
+Event.__name = "fetchstream.Event"
+
+local PREVIEW = 60 -- how much of bad JSON an error message quotes
+
+--- `ev:json()` decodes `ev.data` with cjson; `nil, err` (kind `protocol`)
+-- when it is not JSON. The message quotes the first bytes of the data.
+function Event.__index.json(ev)
+  local ok, value = pcall(json.decode, ev.data)
+  if ok then return value end
+  local data = ev.data
+  local shown = #data > PREVIEW and data:sub(1, PREVIEW) .. "..." or data
+  return nil, core.error("protocol", ("event data is not JSON (%s): %q"):format(
+    tostring(value):gsub("^.-:%d+: ", ""), shown))
+end
+
+-- The parser -------------------------------------------------------------
+
+local DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+
+local PARSER_OPTIONS = {
+  max_event_size = options.positive_integer,
+  onretry = options.callable,
+  oncomment = options.callable,
+}
+
+--- `fetch.parser{ max_event_size =, onretry =, oncomment = }`: an SSE parser
+-- for bytes from any transport. See README, "The parser".
+function _M.parser(opts)
+  opts = options.check("parser", opts, PARSER_OPTIONS)
+  return core.parser(opts.max_event_size or DEFAULT_MAX_EVENT_SIZE, opts.onretry, opts.oncomment)
+end
+
+_M.DEFAULT_MAX_EVENT_SIZE = DEFAULT_MAX_EVENT_SIZE
+
+return _M

@@ -1,0 +1,112 @@
+/*
+** lfetchstream.c — module fetchstream.core: the error type and luaopen.
+**
+** An error is a table { kind =, message =, ... } whose metatable is
+** "fetchstream.Error"; tostring(err) gives one line such as
+** "fetchstream: http 401: invalid key".
+*/
+#include "lfetchstream.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+void fs_pusherror(lua_State *L, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, ERROR_T);
+}
+
+int fs_usage(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  lua_createtable(L, 0, 4);
+  lua_pushliteral(L, "usage");
+  lua_setfield(L, -2, "kind");
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, ERROR_T);
+  return lua_error(L);
+}
+
+const char *fs_checklstring(lua_State *L, int arg, const char *fname,
+                            size_t *len) {
+  if (lua_type(L, arg) != LUA_TSTRING)
+    fs_usage(L, "bad argument #%d to '%s' (string expected, got %s)", arg,
+             fname, luaL_typename(L, arg));
+  return lua_tolstring(L, arg, len);
+}
+
+int fs_iscallable(lua_State *L, int idx) {
+  int callable;
+  if (lua_isfunction(L, idx)) return 1;
+  if (!luaL_getmetafield(L, idx, "__call")) return 0;
+  callable = lua_isfunction(L, -1);
+  lua_pop(L, 1);
+  return callable;
+}
+
+/* __tostring: "fetchstream: <kind>[ <status>]: <message>" */
+static int error_tostring(lua_State *L) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "fetchstream: ");
+  lua_getfield(L, 1, "kind");
+  luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "status");
+  if (lua_isinteger(L, -1)) {
+    lua_pushfstring(L, " %d", (int)lua_tointeger(L, -1));
+    luaL_addvalue(&b);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "message");
+  if (lua_isstring(L, -1)) {
+    luaL_addstring(&b, ": ");
+    luaL_addvalue(&b);
+  } else {
+    lua_pop(L, 1);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* core.error(kind, message [, fields]) -> err: a new error object. */
+static int error_new(lua_State *L) {
+  const char *kind = fs_checklstring(L, 1, "error", NULL);
+  const char *message = fs_checklstring(L, 2, "error", NULL);
+  fs_pusherror(L, kind, "%s", message);
+  if (lua_istable(L, 3)) { /* copy the extra fields */
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      lua_pushvalue(L, -2);  /* key, value, key */
+      lua_insert(L, -2);     /* key, key, value */
+      lua_settable(L, -4);   /* err[key] = value */
+    }
+  }
+  return 1;
+}
+
+void fs_error_open(lua_State *L) {
+  luaL_newmetatable(L, ERROR_T);
+  lua_pushcfunction(L, error_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_setfield(L, -2, "Error"); /* core.Error = the metatable */
+  lua_pushcfunction(L, error_new);
+  lua_setfield(L, -2, "error");
+}
+
+int luaopen_fetchstream_core(lua_State *L) {
+  lua_newtable(L);
+  lua_pushliteral(L, FETCHSTREAM_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  fs_error_open(L);
+  fs_parser_open(L);
+  return 1;
+}

@@ -1,0 +1,258 @@
+/*
+** lsse.c — the SSE parser as a Lua object (fetchstream.Parser).
+**
+** User values of the userdata:
+**   1  the input string being parsed (it keeps the parser's pointers alive)
+**   2  onretry callback or nil
+**   3  oncomment callback or nil
+**
+** Lua callbacks run between two calls of sse_next(), never inside it, so an
+** error raised by one leaves the parser in a consistent state: the unread
+** rest of the input stays in user value 1 and the next feed parses it first.
+*/
+#include "lfetchstream.h"
+#include "sse.h"
+
+#include <string.h>
+
+#define UV_INPUT 1
+#define UV_ONRETRY 2
+#define UV_ONCOMMENT 3
+
+typedef struct lparser {
+  sse_parser p;
+  sse_input in;      /* valid while has_input */
+  int has_input;     /* user value 1 holds the input */
+  int closed;
+  lua_Integer gen;   /* bumped when the input is replaced or reset */
+} lparser;
+
+static lparser *toparser(lua_State *L) { /* type check only */
+  return (lparser *)luaL_checkudata(L, 1, PARSER_T);
+}
+
+static lparser *checkparser(lua_State *L) {
+  lparser *lp = toparser(L);
+  if (lp->closed) fs_usage(L, "attempt to use a closed parser");
+  return lp;
+}
+
+/* Drop the input: nothing in the parser points into it any more. */
+static void drop_input(lua_State *L, lparser *lp) {
+  if (!lp->has_input) return;
+  if (sse_release_input(&lp->p) != SSE_NEED_MORE) luaL_error(L, "not enough memory");
+  lp->has_input = 0;
+  lua_pushnil(L);
+  lua_setiuservalue(L, 1, UV_INPUT);
+}
+
+/* Make the string at idx the input, after any unread rest of the old one. */
+static void set_input(lua_State *L, lparser *lp, int idx) {
+  size_t len;
+  const char *s;
+  if (lp->has_input && lp->in.pos < lp->in.end) {
+    lua_pushlstring(L, lp->in.pos, (size_t)(lp->in.end - lp->in.pos));
+    lua_pushvalue(L, idx);
+    lua_concat(L, 2);
+  } else {
+    lua_pushvalue(L, idx);
+  }
+  drop_input(L, lp);
+  s = lua_tolstring(L, -1, &len);
+  lua_setiuservalue(L, 1, UV_INPUT); /* anchors s */
+  sse_input_set(&lp->in, s, len);
+  lp->has_input = 1;
+  lp->gen++;
+}
+
+static int raise_failure(lua_State *L, lparser *lp) {
+  if (lp->p.failed == SSE_NOMEM) return luaL_error(L, "not enough memory");
+  fs_pusherror(L, "protocol",
+               "event or line larger than max_event_size (%I bytes)",
+               (lua_Integer)lp->p.max_size);
+  return lua_error(L);
+}
+
+static void call_hook(lua_State *L, int uv, int nargs) {
+  lua_getiuservalue(L, 1, uv);
+  lua_insert(L, -1 - nargs);
+  lua_call(L, nargs, 0);
+}
+
+/*
+** Run the parser to its next event and push data, type, id (returns 1), or
+** use up the input (returns 0). Comments and retry fields go to their hooks
+** on the way. Expects the parser at stack index 1.
+*/
+static int next_event(lua_State *L, lparser *lp, lua_Integer gen) {
+  sse_item it;
+  while (!lp->closed && lp->has_input && lp->gen == gen) {
+    switch (sse_next(&lp->p, &lp->in, &it)) {
+      case SSE_EVENT:
+        lua_pushlstring(L, it.data.ptr, it.data.len);
+        lua_pushlstring(L, it.type.ptr, it.type.len);
+        lua_pushlstring(L, it.id.ptr, it.id.len);
+        return 1;
+      case SSE_COMMENT:
+        lua_pushlstring(L, it.data.ptr, it.data.len);
+        call_hook(L, UV_ONCOMMENT, 1);
+        break;
+      case SSE_RETRY:
+        lua_pushinteger(L, (lua_Integer)it.retry);
+        call_hook(L, UV_ONRETRY, 1);
+        break;
+      case SSE_NEED_MORE:
+        drop_input(L, lp);
+        return 0;
+      default:
+        drop_input(L, lp);
+        return raise_failure(L, lp);
+    }
+  }
+  return 0;
+}
+
+/* The iterator p:feed(chunk) returns. Upvalues: parser, generation, the
+** Event metatable. A newer feed or a reset ends it. */
+static int feed_iter(lua_State *L) {
+  lparser *lp;
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lp = toparser(L);
+  if (!next_event(L, lp, lua_tointeger(L, lua_upvalueindex(2)))) return 0;
+  lua_createtable(L, 0, 3);
+  lua_insert(L, 2);               /* parser, ev, data, type, id */
+  lua_setfield(L, 2, "id");
+  lua_setfield(L, 2, "event");
+  lua_setfield(L, 2, "data");
+  lua_pushvalue(L, lua_upvalueindex(3));
+  lua_setmetatable(L, 2);
+  return 1;
+}
+
+/*
+** p:feed(chunk) -> iterator over the events the chunk completes
+** p:feed(chunk, fn) -> nothing; calls fn(data, event, id) per event
+** Raises a `protocol` error object when an event or a line is too large;
+** the parser then stays failed until p:reset().
+*/
+static int parser_feed(lua_State *L) {
+  lparser *lp = checkparser(L);
+  lua_Integer gen;
+  fs_checklstring(L, 2, "feed", NULL);
+  if (!lua_isnoneornil(L, 3) && !fs_iscallable(L, 3))
+    fs_usage(L, "bad argument #2 to 'feed' (function expected, got %s)",
+             luaL_typename(L, 3));
+  if (lp->p.failed) return raise_failure(L, lp);
+  set_input(L, lp, 2);
+  gen = lp->gen;
+  if (lua_isnoneornil(L, 3)) {
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, gen);
+    luaL_getmetatable(L, EVENT_T);
+    lua_pushcclosure(L, feed_iter, 3);
+    return 1;
+  }
+  lua_settop(L, 3);
+  while (next_event(L, lp, gen)) { /* fn, data, type, id */
+    lua_pushvalue(L, 3);
+    lua_insert(L, 4);
+    lua_call(L, 3, 0);
+  }
+  return 0;
+}
+
+/* p:reset(): back to the start of a stream; an unread input is dropped. */
+static int parser_reset(lua_State *L) {
+  lparser *lp = checkparser(L);
+  drop_input(L, lp);
+  sse_reset(&lp->p);
+  lp->gen++;
+  return 0;
+}
+
+/* p:close(), __gc, __close: free the buffers; idempotent, never raises. */
+static int parser_close(lua_State *L) {
+  lparser *lp = toparser(L);
+  if (!lp->closed) {
+    lp->closed = 1;
+    lp->has_input = 0;
+    sse_free(&lp->p);
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, UV_INPUT);
+  }
+  return 0;
+}
+
+/* __index: the fields last_event_id and retry, then the methods. */
+static int parser_index(lua_State *L) {
+  lparser *lp = toparser(L);
+  const char *key = lua_tostring(L, 2);
+  if (key && strcmp(key, "last_event_id") == 0) {
+    lua_pushlstring(L, lp->p.last_id.len ? lp->p.last_id.ptr : "",
+                    lp->p.last_id.len);
+    return 1;
+  }
+  if (key && strcmp(key, "retry") == 0) {
+    if (lp->p.retry < 0) return 0;
+    lua_pushinteger(L, (lua_Integer)lp->p.retry);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static int parser_tostring(lua_State *L) {
+  lparser *lp = toparser(L);
+  lua_pushfstring(L, "fetchstream.Parser (%s%p)", lp->closed ? "closed " : "",
+                  (void *)lp);
+  return 1;
+}
+
+/* core.parser(max_size [, onretry [, oncomment]]) -> parser */
+static int parser_new(lua_State *L) {
+  lua_Integer max = luaL_checkinteger(L, 1);
+  unsigned flags = 0;
+  lparser *lp;
+  if (max <= 0) fs_usage(L, "max_event_size must be a positive integer");
+  lua_settop(L, 3);
+  if (!lua_isnil(L, 2)) flags |= SSE_WANT_RETRY;
+  if (!lua_isnil(L, 3)) flags |= SSE_WANT_COMMENTS;
+  lp = (lparser *)lua_newuserdatauv(L, sizeof *lp, 3);
+  memset(lp, 0, sizeof *lp);
+  sse_init(&lp->p, (size_t)max, flags);
+  luaL_setmetatable(L, PARSER_T);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, UV_ONRETRY);
+  lua_pushvalue(L, 3);
+  lua_setiuservalue(L, -2, UV_ONCOMMENT);
+  return 1;
+}
+
+static const luaL_Reg parser_methods[] = {
+  {"feed", parser_feed},
+  {"reset", parser_reset},
+  {"close", parser_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg parser_meta[] = {
+  {"__gc", parser_close},
+  {"__close", parser_close},
+  {"__tostring", parser_tostring},
+  {NULL, NULL}
+};
+
+void fs_parser_open(lua_State *L) {
+  luaL_newmetatable(L, EVENT_T); /* its methods are added by the Lua layer */
+  lua_setfield(L, -2, "Event");
+  luaL_newmetatable(L, PARSER_T);
+  luaL_setfuncs(L, parser_meta, 0);
+  luaL_newlib(L, parser_methods);
+  lua_pushcclosure(L, parser_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, parser_new);
+  lua_setfield(L, -2, "parser");
+}
