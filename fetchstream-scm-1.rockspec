@@ -28,16 +28,22 @@ build = {
   modules = {
     ["fetchstream.core"] = {
       sources = {
+        "src/client.c",
         "src/lfetchstream.c",
         "src/lsse.c",
+        "src/lstream.c",
         "src/sse.c",
+        "src/stream.c",
       },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
     },
     ["fetchstream"] = "lua/fetchstream/init.lua",
+    ["fetchstream.client"] = "lua/fetchstream/client.lua",
     ["fetchstream.options"] = "lua/fetchstream/options.lua",
+    ["fetchstream.request"] = "lua/fetchstream/request.lua",
+    ["fetchstream.stream"] = "lua/fetchstream/stream.lua",
   },
 }
 test = {

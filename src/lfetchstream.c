@@ -52,16 +52,18 @@ int fs_iscallable(lua_State *L, int idx) {
   return callable;
 }
 
-/* __tostring: "fetchstream: <kind>[ <status>]: <message>" */
+/* __tostring: "fetchstream: <kind>: <message>", "fetchstream: http 401: <message>" */
 static int error_tostring(lua_State *L) {
   luaL_Buffer b;
+  int is_http;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "fetchstream: ");
   lua_getfield(L, 1, "kind");
+  is_http = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "http") == 0;
   luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
   lua_pop(L, 1);
   lua_getfield(L, 1, "status");
-  if (lua_isinteger(L, -1)) {
+  if (is_http && lua_isinteger(L, -1)) {
     lua_pushfstring(L, " %d", (int)lua_tointeger(L, -1));
     luaL_addvalue(&b);
   }
@@ -102,11 +104,53 @@ void fs_error_open(lua_State *L) {
   lua_setfield(L, -2, "error");
 }
 
+/* __index: the fields table first, then the methods (upvalue 1). */
+static int object_index(lua_State *L) {
+  lua_getiuservalue(L, 1, UV_FIELDS);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+/* __newindex: into the fields table. */
+static int object_newindex(lua_State *L) {
+  lua_getiuservalue(L, 1, UV_FIELDS);
+  lua_insert(L, 2);
+  lua_rawset(L, 2);
+  return 0;
+}
+
+void fs_newclass(lua_State *L, const char *tname, const char *name,
+                 const luaL_Reg *meta) {
+  luaL_newmetatable(L, tname);       /* core, mt */
+  luaL_setfuncs(L, meta, 0);
+  lua_newtable(L);                   /* core, mt, methods */
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "methods");
+  lua_pushcclosure(L, object_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, object_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_setfield(L, -2, name);         /* core[name] = mt */
+}
+
+void *fs_newobject(lua_State *L, size_t size, int nuv, const char *tname) {
+  void *p = lua_newuserdatauv(L, size, nuv);
+  memset(p, 0, size);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, UV_FIELDS);
+  luaL_setmetatable(L, tname);
+  return p;
+}
+
 int luaopen_fetchstream_core(lua_State *L) {
   lua_newtable(L);
   lua_pushliteral(L, FETCHSTREAM_VERSION);
   lua_setfield(L, -2, "_VERSION");
   fs_error_open(L);
   fs_parser_open(L);
+  fs_stream_open(L);
   return 1;
 }

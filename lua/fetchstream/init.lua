@@ -5,6 +5,8 @@
 
 local core = require "fetchstream.core"
 local options = require "fetchstream.options"
+local request = require "fetchstream.request"
+local client = require "fetchstream.client"
 local json = require("cjson").new() -- our own instance: a user's cjson settings stay theirs
 
 local getmetatable, pcall, tostring = getmetatable, pcall, tostring
@@ -43,7 +45,7 @@ end
 
 -- The parser -------------------------------------------------------------
 
-local DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+local DEFAULT_MAX_EVENT_SIZE = request.DEFAULT_MAX_EVENT_SIZE
 
 local PARSER_OPTIONS = {
   max_event_size = options.positive_integer,
@@ -59,5 +61,38 @@ function _M.parser(opts)
 end
 
 _M.DEFAULT_MAX_EVENT_SIZE = DEFAULT_MAX_EVENT_SIZE
+
+-- Streaming -----------------------------------------------------------------
+-- Every function below is a method of the default client, made on first use.
+
+local default_client
+
+local function default()
+  if default_client == nil or core.is_closed(default_client) then
+    default_client = client.new()
+  end
+  return default_client
+end
+
+--- `fetch.client()`: a separate client, with the methods below.
+_M.client = client.new
+
+--- `fetch.open(url, opts)` -> stream once the response headers are in | nil, err
+function _M.open(url, opts) return default():open(url, opts) end
+
+--- `for ev in fetch.events(url, opts) do ... end` (break aborts the transfer)
+function _M.events(url, opts) return default():events(url, opts) end
+
+--- `for bytes in fetch.chunks(url, opts) do ... end`
+function _M.chunks(url, opts) return default():chunks(url, opts) end
+
+--- `for line in fetch.lines(url, opts) do ... end`
+function _M.lines(url, opts) return default():lines(url, opts) end
+
+--- `fetch.stream(url, opts)` -> a stream that delivers to its callbacks
+function _M.stream(url, opts) return default():stream(url, opts) end
+
+--- `fetch.run([timeout])`: drive every callback stream until all have ended
+function _M.run(timeout) return default():run(timeout) end
 
 return _M

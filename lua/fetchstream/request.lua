@@ -1,0 +1,199 @@
+--- Turning a user's url and options into the request the C core sends.
+-- Everything is checked here, before anything is sent: a bad value is a
+-- `usage` error raised by the call itself.
+-- @module fetchstream.request
+
+local core = require "fetchstream.core"
+local options = require "fetchstream.options"
+local json = require("cjson").new()
+
+local math_ceil, pairs, pcall, tostring, type = math.ceil, pairs, pcall, tostring, type
+
+local usage = options.usage
+
+local _M = {}
+
+_M.DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+_M.DEFAULT_MAX_REDIRECTS = 10
+-- Past this many queued body bytes a transfer pauses until Lua reads them.
+_M.QUEUE_LIMIT = 1024 * 1024
+_M.USER_AGENT = "fetchstream/" .. core._VERSION
+
+local function http_version(v)
+  if v == "1.0" or v == "1.1" or v == "2" or v == "2-prior-knowledge" then return nil end
+  return '"1.0", "1.1", "2" or "2-prior-knowledge"'
+end
+
+local function redirects(v)
+  if type(v) == "boolean" then return nil end
+  if math.type(v) == "integer" and v >= 0 then return nil end
+  return "a boolean or a number of redirects"
+end
+
+local function headers_table(v)
+  if type(v) ~= "table" then return "a table of name = value" end
+end
+
+local function any(_) return nil end
+
+local function handlers(v)
+  if type(v) ~= "table" then return "a table of event name = function" end
+  for name, fn in pairs(v) do
+    if type(name) ~= "string" or options.callable(fn) then
+      return "a table of event name = function"
+    end
+  end
+end
+
+-- Options of every request. `mode` tells which callbacks are allowed.
+local REQUEST_OPTIONS = {
+  method = options.string,
+  headers = headers_table,
+  body = options.string,
+  json = any,
+  connect_timeout = options.seconds,
+  first_byte_timeout = options.seconds,
+  idle_timeout = options.seconds,
+  timeout = options.seconds,
+  max_event_size = options.positive_integer,
+  last_event_id = options.string,
+  follow_redirects = redirects,
+  insecure = options.boolean,
+  ca_file = options.string,
+  proxy = options.string,
+  http_version = http_version,
+  user_agent = options.string,
+  accept_encoding = options.boolean,
+  content_type_check = options.boolean,
+  onretry = options.callable,
+  oncomment = options.callable,
+}
+
+local CALLBACK_OPTIONS = {
+  onopen = options.callable,
+  onmessage = options.callable,
+  on = handlers,
+  onchunk = options.callable,
+  onclose = options.callable,
+  onerror = options.callable,
+  onabort = options.callable,
+}
+
+local PULL_SPEC, CALLBACK_SPEC = {}, {}
+for name, check in pairs(REQUEST_OPTIONS) do
+  PULL_SPEC[name], CALLBACK_SPEC[name] = check, check
+end
+for name, check in pairs(CALLBACK_OPTIONS) do CALLBACK_SPEC[name] = check end
+
+_M.CALLBACK_OPTIONS = CALLBACK_OPTIONS
+
+-- A header name is an RFC 9110 token.
+local function is_token(s)
+  return type(s) == "string" and s:find("^[!#$%%&'*+.^_`|~%w-]+$") ~= nil
+end
+
+local function check_header(fname, name, value)
+  if not is_token(name) then
+    usage("bad header name %q to '%s'", tostring(name), fname)
+  end
+  if type(value) == "number" then value = tostring(value) end
+  if type(value) ~= "string" then
+    usage("header '%s' to '%s' must be a string, got %s", name, fname, type(value))
+  end
+  if value:find("[\r\n%z]") then
+    usage("header '%s' to '%s' holds CR, LF or NUL; nothing was sent", name, fname)
+  end
+  -- curl sends "Name;" as an empty header ("Name:" would remove it).
+  return value == "" and name .. ";" or name .. ": " .. value
+end
+
+local function ms(seconds)
+  return seconds and math_ceil(seconds * 1000) or nil
+end
+
+--- Check `url` and `opts` for the function `fname`; `callbacks` says whether
+-- callback options are allowed. `accept` is the default Accept header, if any.
+-- Returns the request table for core.stream_start and the checked options.
+function _M.build(fname, url, opts, callbacks, accept)
+  if type(url) ~= "string" then
+    usage("bad argument #1 to '%s' (URL string expected, got %s)", fname, type(url))
+  end
+  if not url:find("^[hH][tT][tT][pP][sS]?://") then
+    usage("'%s' takes http:// and https:// URLs only, got %q", fname, url)
+  end
+  if url:find("[%z\r\n ]") then usage("URL to '%s' holds a space, CR, LF or NUL", fname) end
+  local spec = callbacks and CALLBACK_SPEC or PULL_SPEC
+  for name in pairs(type(opts) == "table" and opts or {}) do
+    if not callbacks and CALLBACK_OPTIONS[name] then
+      usage("option '%s' is for callbacks: use fetch.stream, not '%s'", tostring(name), fname)
+    end
+  end
+  opts = options.check(fname, opts, spec)
+
+  local body = opts.body
+  if opts.json ~= nil then
+    if body ~= nil then usage("'%s' takes body or json, not both", fname) end
+    local ok, encoded = pcall(json.encode, opts.json)
+    if not ok then usage("option 'json' to '%s' cannot be encoded: %s", fname, tostring(encoded)) end
+    body = encoded
+  end
+  local method = opts.method or (body and "POST" or "GET")
+  if not is_token(method) then usage("bad method %q to '%s'", method, fname) end
+
+  local lines, given = {}, {}
+  for name, value in pairs(opts.headers or {}) do
+    lines[#lines + 1] = check_header(fname, name, value)
+    given[name:lower()] = true
+  end
+  if opts.json ~= nil and not given["content-type"] then
+    lines[#lines + 1] = "Content-Type: application/json"
+  end
+  if accept and not given["accept"] then lines[#lines + 1] = "Accept: " .. accept end
+  if opts.last_event_id and opts.last_event_id ~= "" then
+    lines[#lines + 1] = check_header(fname, "Last-Event-ID", opts.last_event_id)
+  end
+  if body then lines[#lines + 1] = "Expect:" end -- no 100-continue round trip
+
+  local follow = opts.follow_redirects
+  local req = {
+    url = url,
+    method = method,
+    body = body,
+    headers = lines,
+    user_agent = opts.user_agent or _M.USER_AGENT,
+    proxy = opts.proxy,
+    ca_file = opts.ca_file,
+    connect_timeout = ms(opts.connect_timeout),
+    first_byte_timeout = ms(opts.first_byte_timeout),
+    idle_timeout = ms(opts.idle_timeout),
+    timeout = ms(opts.timeout),
+    max_redirects = (follow == nil or follow == true) and _M.DEFAULT_MAX_REDIRECTS
+      or follow == false and 0 or follow,
+    http_version = opts.http_version,
+    insecure = opts.insecure == true,
+    accept_encoding = opts.accept_encoding ~= false,
+    queue_limit = _M.QUEUE_LIMIT,
+  }
+  return req, opts
+end
+
+--- Parse header lines ("Name: value\n"...) into a table with lower-case
+-- names; a repeated header's values are joined with ", ".
+function _M.parse_headers(lines)
+  local headers = {}
+  for name, value in lines:gmatch("([^:\n]+):[ \t]*([^\n]*)") do
+    name = name:lower()
+    value = value:gsub("[ \t]+$", "")
+    local old = headers[name]
+    headers[name] = old and old .. ", " .. value or value
+  end
+  return headers
+end
+
+--- The media type of a content-type value, lower-cased, parameters dropped.
+function _M.media_type(content_type)
+  if type(content_type) ~= "string" then return nil end
+  return (content_type:match("^[ \t]*([^;]-)[ \t]*;") or content_type:match("^[ \t]*(.-)[ \t]*$")):lower()
+end
+
+return _M

@@ -1,0 +1,407 @@
+--- Streams: reading a response as events, chunks or lines, and how a stream
+-- ends. One state machine, `advance`, does all the work that can be done now
+-- without blocking; pull readers (s:next, s:events, ...) loop on it and drive
+-- the client, callback streams are advanced by the client's loop.
+-- @module fetchstream.stream
+
+local core = require "fetchstream.core"
+local request = require "fetchstream.request"
+local json = require("cjson").new()
+
+local error, pcall, tostring, type = error, pcall, tostring, type
+local table_concat = table.concat
+local now = core.now
+
+local usage = require("fetchstream.options").usage
+
+local _M = {}
+
+local Stream = core.Stream.methods
+
+local READ_SIZE = 64 * 1024       -- body bytes taken from the C queue at once
+local ERROR_BODY_MAX = 64 * 1024  -- what an http error keeps of the body
+
+-- A FIFO queue of values for pull readers.
+local function queue() return { first = 1, last = 0 } end
+
+local function push(q, v)
+  q.last = q.last + 1
+  q[q.last] = v
+end
+
+local function pop(q)
+  local i = q.first
+  if i > q.last then return nil end
+  local v = q[i]
+  q[i] = nil
+  q.first = i + 1
+  return v
+end
+
+-- Ending ------------------------------------------------------------------
+
+-- Run a final callback (onclose, onerror, onabort). Its error has nowhere to
+-- go: inside the client's loop it is kept for run() to raise; elsewhere (an
+-- abort from plain code) it is raised at once.
+local function final_call(s, fn, arg)
+  local c = s._client
+  local was = c._dispatching
+  c._dispatching = true
+  local ok, err = pcall(fn, arg)
+  c._dispatching = was
+  if ok then return end
+  if c._stepping then
+    if c._raise == nil then c._raise = err end
+  else
+    error(err, 0)
+  end
+end
+
+--- End the stream, exactly once: set `reason` (and `error`), free the
+-- transfer, and in callback mode fire exactly one of onclose / onabort /
+-- onerror. `why` is the value given to abort().
+local function finish(s, reason, err, why)
+  if s.reason then return end
+  s.reason, s.error = reason, err
+  s._client._active[s] = nil
+  if not core.is_closed(s) then s._ttfb, s._elapsed = core.stream_times(s) end
+  core.stream_free(s)
+  local cb = s._callbacks
+  if not cb then return end
+  if reason == "done" then
+    if cb.onclose then final_call(s, cb.onclose) end
+  elseif reason == "aborted" then
+    if cb.onabort then final_call(s, cb.onabort, why) end
+  elseif cb.onerror then
+    final_call(s, cb.onerror, err)
+  end
+end
+_M.finish = finish
+
+--- Call a user callback of this stream, protected. When it raises, the
+-- stream gets no further callbacks and ends with a `callback` error.
+local function call(s, name, fn, ...)
+  local c = s._client
+  local was = c._dispatching
+  c._dispatching = true
+  local ok, err = pcall(fn, ...)
+  c._dispatching = was
+  if not ok then
+    finish(s, "callback", core.error("callback", ("%s raised: %s"):format(name, tostring(err)),
+      { cause = err }))
+  end
+  return ok
+end
+
+local TIMEOUT_OPTION = {
+  connect = "connect_timeout", first_byte = "first_byte_timeout",
+  idle = "idle_timeout", total = "timeout",
+}
+local TIMEOUT_TEXT = {
+  connect = "no connection within %g s",
+  first_byte = "no response body within %g s",
+  idle = "no data for %g s",
+  total = "the transfer took longer than %g s",
+}
+
+-- How the transfer ended, as a reason and an error object.
+local function outcome(s)
+  local what, a, b, c = core.stream_end(s)
+  if what == "done" or what == "aborted" then return what end
+  if what == "timeout" then
+    local secs = s._opts[TIMEOUT_OPTION[a]] or 300 -- 300 s: curl's own connect limit
+    return "timeout", core.error("timeout", a:gsub("_", " ") .. " timeout: "
+      .. TIMEOUT_TEXT[a]:format(secs), { timeout = a })
+  end
+  return "network", core.error("network", c, { code = a, curl = b })
+end
+
+-- The readable part of an error body: a JSON API's message, else the text.
+local function body_message(body, decoded)
+  if type(decoded) == "table" then
+    local e = decoded.error
+    if type(e) == "table" and type(e.message) == "string" then return e.message end
+    if type(e) == "string" then return e end
+    if type(decoded.message) == "string" then return decoded.message end
+  end
+  local text = body:gsub("%s+", " "):match("^ *(.-) *$")
+  return #text > 200 and text:sub(1, 200) .. "..." or text
+end
+
+-- Finish a stream whose response was refused (http status or content type),
+-- once its body is in (up to ERROR_BODY_MAX bytes).
+local function refuse(s)
+  local body = table_concat(s._refused.body)
+  if #body > ERROR_BODY_MAX then body = body:sub(1, ERROR_BODY_MAX) end
+  local ok, decoded = pcall(json.decode, body)
+  local fields = { status = s.status, headers = s.headers, body = body,
+                   json = ok and decoded or nil }
+  local message = body_message(body, fields.json)
+  if s._refused.kind == "http" then
+    if message == "" then message = "HTTP status " .. s.status end
+    return finish(s, "http", core.error("http", message, fields))
+  end
+  finish(s, "protocol", core.error("protocol", s._refused.message, fields))
+end
+
+-- Checks when the response arrives ------------------------------------------
+
+local function refuse_later(s, kind, message)
+  s._refused = { kind = kind, message = message, body = {}, size = 0 }
+end
+
+-- An event reader needs text/event-stream (EventSource's rule: parameters
+-- ignored, a missing type fails). A 204 has no body to check.
+local function check_event_stream(s)
+  if s._ct_checked or not s._response or s._refused or s.reason then return end
+  s._ct_checked = true
+  if s._opts.content_type_check == false or s.status == 204 then return end
+  local ct = s.headers["content-type"]
+  if request.media_type(ct) ~= "text/event-stream" then
+    refuse_later(s, "protocol", ("expected content-type text/event-stream, got %s")
+      :format(ct and ("%q"):format(ct) or "none"))
+  end
+end
+
+local function on_response(s, status, lines, url)
+  s._response = true
+  s.status, s.headers, s.url = status, request.parse_headers(lines), url
+  if status < 200 or status > 299 then
+    return refuse_later(s, "http")
+  end
+  if s._want == "events" then check_event_stream(s) end
+  if s._refused then return end
+  local cb = s._callbacks
+  if cb and cb.onopen then call(s, "onopen", cb.onopen, s) end
+end
+
+-- Delivering body bytes ---------------------------------------------------
+
+local function emit_event(s, ev)
+  local cb = s._callbacks
+  if not cb then return push(s._queue, ev) end
+  local fn = cb.on and cb.on[ev.event]
+  if fn then
+    call(s, "on." .. ev.event, fn, ev)
+  elseif cb.onmessage then
+    call(s, "onmessage", cb.onmessage, ev)
+  end
+end
+
+local function parse_events(s, bytes)
+  local p = s._parser
+  local ok, err = pcall(function()
+    for ev in p:feed(bytes) do
+      emit_event(s, ev)
+      if s.reason then return end
+    end
+  end)
+  s.last_event_id = p.last_event_id
+  if not ok then
+    if type(err) == "table" and err.kind then return finish(s, err.kind, err) end
+    error(err, 0) -- out of memory or a bug: not the stream's fault
+  end
+end
+
+local function split_lines(s, bytes)
+  local q, parts, pos = s._queue, s._partial, 1
+  while true do
+    local nl = bytes:find("\n", pos, true)
+    if not nl then break end
+    parts[#parts + 1] = bytes:sub(pos, nl - 1)
+    local line = table_concat(parts)
+    for i = #parts, 1, -1 do parts[i] = nil end
+    parts.size = 0
+    if line:byte(-1) == 13 then line = line:sub(1, -2) end
+    push(q, line)
+    pos = nl + 1
+  end
+  if pos <= #bytes then
+    parts[#parts + 1] = bytes:sub(pos)
+    parts.size = (parts.size or 0) + #bytes - pos + 1
+    if parts.size > s._max then
+      finish(s, "protocol", core.error("protocol",
+        ("line larger than max_event_size (%d bytes)"):format(s._max)))
+    end
+  else
+    parts.size = 0
+  end
+end
+
+local function deliver(s, bytes)
+  local refused = s._refused
+  if refused then
+    refused.body[#refused.body + 1] = bytes
+    refused.size = refused.size + #bytes
+    if refused.size >= ERROR_BODY_MAX then refuse(s) end
+    return
+  end
+  local cb = s._callbacks
+  if cb then
+    if cb.onchunk and not call(s, "onchunk", cb.onchunk, bytes) then return end
+    if s._want == "events" then parse_events(s, bytes) end
+  elseif s._want == "chunks" then
+    push(s._queue, bytes)
+  elseif s._want == "lines" then
+    split_lines(s, bytes)
+  else
+    parse_events(s, bytes)
+  end
+end
+
+--- Do the work that can be done now without blocking: take in the response
+-- headers, deliver queued body bytes, notice the end. Returns true when
+-- something happened.
+function _M.advance(s)
+  if s.reason then return false end
+  if not s._response then
+    local status, lines, url = core.stream_headers(s)
+    if status then
+      on_response(s, status, lines, url)
+      return true
+    end
+    local _, ended = core.stream_queued(s)
+    if not ended then return false end
+    finish(s, outcome(s)) -- ended before any response: a failure
+    return true
+  end
+  -- A stream from fetch.open holds its body until a reader says what it wants.
+  if s._want == nil and not s._refused then return false end
+  local bytes = core.stream_read(s, READ_SIZE)
+  if bytes then
+    deliver(s, bytes)
+    return true
+  end
+  local _, ended = core.stream_queued(s)
+  if not ended then return false end
+  if s._refused then
+    refuse(s)
+  else
+    local reason, err = outcome(s)
+    local parts = s._partial
+    if reason == "done" and s._want == "lines" and #parts > 0 then -- a last line without LF
+      push(s._queue, table_concat(parts))
+    end
+    finish(s, reason, err)
+  end
+  return true
+end
+
+-- Pull readers ------------------------------------------------------------
+
+local function check_open(s, fname)
+  if s._closed then usage("attempt to use a closed stream ('%s')", fname) end
+  if s._callbacks then
+    usage("'%s' on a stream with callbacks: its data goes to the callbacks", fname)
+  end
+  if s._client._dispatching then
+    usage("'%s' cannot wait for data from inside a callback", fname)
+  end
+end
+
+--- Drive the stream's client until ready(s) holds or the stream ends; gives
+-- up at `deadline` (seconds on core.now()) when one is given.
+local function wait_for(s, deadline, ready)
+  local c, idle = s._client, false
+  while not ready(s) and not s.reason do
+    if _M.advance(s) then
+      idle = false
+    elseif idle then -- a step brought nothing: sleep until there is activity
+      if deadline and now() >= deadline then return end
+      core.client_wait(c, deadline and deadline - now() or 60)
+      c:_step()
+    else
+      c:_step()
+      idle = true
+    end
+  end
+end
+_M.wait_for = wait_for
+
+local function has_item(s) return s._queue.first <= s._queue.last end
+
+--- Wait for the next value of kind `want`; nil when the stream has ended (or
+-- the deadline passed with nothing: then s.reason is still nil).
+local function pull(s, want, deadline)
+  s._want = want
+  if want == "events" then check_event_stream(s) end
+  local v = pop(s._queue)
+  if v ~= nil then return v end
+  wait_for(s, deadline, has_item)
+  return pop(s._queue)
+end
+_M.pull = pull
+
+local function ended_with(s)
+  if s.error then return nil, s.error end
+  return nil
+end
+
+--- `s:next([timeout])` -> the next event; nil at the end; nil, err on
+-- failure. With a timeout (seconds), nil when none came in time (s.reason is
+-- then still nil: the stream goes on).
+function Stream:next(timeout)
+  check_open(self, "next")
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+    usage("bad argument #1 to 'next' (seconds expected, got %s)", tostring(timeout))
+  end
+  local ev = pull(self, "events", timeout and now() + timeout)
+  if ev then return ev end
+  return ended_with(self)
+end
+
+local function iterator(want)
+  return function(s)
+    local v = pull(s, want)
+    if v ~= nil then return v end
+    if s.error then error(s.error, 0) end
+    return nil
+  end
+end
+local next_event, next_chunk, next_line = iterator("events"), iterator("chunks"), iterator("lines")
+_M.next_event, _M.next_chunk, _M.next_line = next_event, next_chunk, next_line
+
+--- `for ev in s:events() do ... end`: raises the error that ends the stream.
+function Stream:events()
+  check_open(self, "events")
+  return next_event, self
+end
+
+--- `for bytes in s:chunks() do ... end`: raw body bytes as they arrive.
+function Stream:chunks()
+  check_open(self, "chunks")
+  return next_chunk, self
+end
+
+--- `for line in s:lines() do ... end`: LF or CRLF lines, without the ending.
+function Stream:lines()
+  check_open(self, "lines")
+  return next_line, self
+end
+
+--- `s:abort([reason])`: stop now, from anywhere (a callback too). A stream
+-- that has already ended keeps its reason.
+function Stream:abort(why)
+  if self.reason then return end
+  finish(self, "aborted", nil, why)
+end
+
+--- `s:close()`: abort if still running, free everything. Idempotent; also
+-- the stream's `__close`. A stream that had ended keeps its reason.
+function Stream:close()
+  if self._closed then return end
+  self._closed = true
+  if not self.reason then finish(self, "aborted") end
+  core.stream_free(self)
+end
+
+core.Stream.__close = function(s) s:close() end
+
+--- Seconds from the start of the request to the first body byte, and to now.
+function Stream:times()
+  if self.reason then return self._ttfb, self._elapsed end
+  return core.stream_times(self)
+end
+
+_M.queue = queue
+return _M

@@ -1,0 +1,249 @@
+/*
+** stream.c — one HTTP transfer. See stream.h.
+**
+** libcurl quirks that shape this file:
+** - The header callback sees the headers of every response of a transfer:
+**   1xx interim responses and the 3xx responses of followed redirects too.
+**   A response is the final one when its blank line arrives and it is
+**   neither 1xx nor a redirect that curl is about to follow (3xx with a
+**   Location while redirects are on).
+** - Returning CURL_WRITEFUNC_PAUSE from the write callback leaves the bytes
+**   with curl, which hands them over again after curl_easy_pause(CONT), and
+**   may do so from inside that very call: the write callback is plain C, so
+**   that is safe anywhere.
+** - curl does not copy CURLOPT_POSTFIELDS: the body must outlive the transfer.
+*/
+#define _POSIX_C_SOURCE 200809L
+#include "stream.h"
+#include "client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+double fs_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ------------------------------------------------------------- callbacks */
+
+static int append_header(fs_stream *s, const char *line, size_t n) {
+  if (s->header_len + n + 1 > s->header_cap) {
+    size_t cap = s->header_cap ? s->header_cap * 2 : 512;
+    char *p;
+    while (cap < s->header_len + n + 1) cap *= 2;
+    p = realloc(s->header_lines, cap);
+    if (!p) return 0;
+    s->header_lines = p;
+    s->header_cap = cap;
+  }
+  memcpy(s->header_lines + s->header_len, line, n);
+  s->header_len += n;
+  s->header_lines[s->header_len++] = '\n';
+  return 1;
+}
+
+static size_t on_header(char *line, size_t size, size_t nitems, void *ud) {
+  fs_stream *s = ud;
+  size_t n = size * nitems, len = n;
+  if (s->headers_done) return n; /* trailers of a chunked body: ignored */
+  while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+  if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) { /* a new response */
+    s->header_len = 0;
+    s->location_seen = 0;
+    return n;
+  }
+  if (len == 0) { /* end of this response's headers */
+    long status = 0;
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status / 100 == 1) return n;
+    if (status / 100 == 3 && s->location_seen && s->max_redirects > 0) return n;
+    s->status = status;
+    s->headers_done = 1;
+    return n;
+  }
+  if (len >= 9 && strncasecmp(line, "location:", 9) == 0) s->location_seen = 1;
+  return append_header(s, line, len) ? n : 0; /* 0 fails the transfer */
+}
+
+static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
+  fs_stream *s = ud;
+  size_t n = size * nmemb;
+  fs_chunk *c;
+  double now;
+  if (s->queued >= s->queue_limit) { /* back-pressure: let curl hold it */
+    s->paused = 1;
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  c = malloc(sizeof *c + n);
+  if (!c) return 0; /* fails the transfer with CURLE_WRITE_ERROR */
+  c->next = NULL;
+  c->len = n;
+  c->off = 0;
+  memcpy(c->data, bytes, n);
+  if (s->tail) s->tail->next = c;
+  else s->head = c;
+  s->tail = c;
+  s->queued += n;
+  now = fs_now_ms();
+  if (s->t_first_byte == 0) s->t_first_byte = now;
+  s->t_last_byte = now;
+  if (!s->headers_done) { /* a body means the headers were final */
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
+    s->headers_done = 1;
+  }
+  return n;
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+int fs_stream_init(fs_stream *s) {
+  memset(s, 0, sizeof *s);
+  s->easy = curl_easy_init();
+  return s->easy ? 0 : -1;
+}
+
+#define SET(opt, value)                                                   \
+  do {                                                                    \
+    CURLcode rc_ = curl_easy_setopt(e, opt, value);                       \
+    if (rc_ != CURLE_OK) {                                                \
+      snprintf(s->errbuf, sizeof s->errbuf, "cannot set " #opt ": %s",    \
+               curl_easy_strerror(rc_));                                  \
+      return rc_;                                                         \
+    }                                                                     \
+  } while (0)
+
+CURLcode fs_stream_prepare(fs_stream *s, fs_request *req) {
+  CURL *e = s->easy;
+  s->headers = req->headers; /* ours now, freed with the stream */
+  req->headers = NULL;
+  s->queue_limit = req->queue_limit ? req->queue_limit : 1;
+  s->max_redirects = req->max_redirects;
+  s->first_byte_timeout_ms = req->first_byte_timeout_ms;
+  s->idle_timeout_ms = req->idle_timeout_ms;
+  s->total_timeout_ms = req->total_timeout_ms;
+
+  SET(CURLOPT_PRIVATE, s);
+  SET(CURLOPT_ERRORBUFFER, s->errbuf);
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_URL, req->url);
+  /* Only http and https, redirects included: no file://, no gopher://. */
+  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_HEADERFUNCTION, on_header);
+  SET(CURLOPT_HEADERDATA, s);
+  SET(CURLOPT_WRITEFUNCTION, on_write);
+  SET(CURLOPT_WRITEDATA, s);
+  SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L); /* a proxy's 200 is not ours */
+  SET(CURLOPT_BUFFERSIZE, 64L * 1024);
+
+  if (strcmp(req->method, "GET") == 0 && !req->body) {
+    SET(CURLOPT_HTTPGET, 1L);
+  } else if (strcmp(req->method, "HEAD") == 0) {
+    SET(CURLOPT_NOBODY, 1L);
+  } else {
+    /* POST keeps curl's browser-like redirect handling (303 -> GET); any
+    ** other method is sent as given. */
+    if (strcmp(req->method, "POST") == 0) SET(CURLOPT_POST, 1L);
+    else SET(CURLOPT_CUSTOMREQUEST, req->method);
+    if (req->body || strcmp(req->method, "POST") == 0) {
+      SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+      SET(CURLOPT_POSTFIELDS, req->body ? req->body : "");
+    }
+  }
+  if (s->headers) SET(CURLOPT_HTTPHEADER, s->headers);
+  if (req->user_agent) SET(CURLOPT_USERAGENT, req->user_agent);
+  if (req->proxy) SET(CURLOPT_PROXY, req->proxy);
+  if (req->ca_file) SET(CURLOPT_CAINFO, req->ca_file);
+  if (req->connect_timeout_ms > 0)
+    SET(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+  SET(CURLOPT_FOLLOWLOCATION, req->max_redirects > 0 ? 1L : 0L);
+  SET(CURLOPT_MAXREDIRS, req->max_redirects);
+  if (req->http_version) SET(CURLOPT_HTTP_VERSION, req->http_version);
+  if (req->insecure) {
+    SET(CURLOPT_SSL_VERIFYPEER, 0L);
+    SET(CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  /* "" asks for every encoding this libcurl decodes (gzip, br, zstd). */
+  SET(CURLOPT_ACCEPT_ENCODING, req->accept_encoding ? "" : NULL);
+  return CURLE_OK;
+}
+
+size_t fs_stream_peek(fs_stream *s, const char **bytes) {
+  if (!s->head) return 0;
+  *bytes = s->head->data + s->head->off;
+  return s->head->len - s->head->off;
+}
+
+void fs_stream_consume(fs_stream *s, size_t n) {
+  fs_chunk *c = s->head;
+  if (!c) return;
+  c->off += n;
+  s->queued -= n;
+  if (c->off >= c->len) {
+    s->head = c->next;
+    if (!s->head) s->tail = NULL;
+    free(c);
+  }
+  if (s->paused && s->queued <= s->queue_limit / 2 && s->end == FS_RUNNING) {
+    s->paused = 0;
+    s->t_last_byte = fs_now_ms(); /* our pause is not the server's silence */
+    curl_easy_pause(s->easy, CURLPAUSE_CONT); /* may call on_write now */
+  }
+}
+
+void fs_stream_abort(fs_stream *s) {
+  if (s->client) fs_client_remove(s->client, s);
+  if (s->end == FS_RUNNING) s->end = FS_END_ABORTED;
+}
+
+void fs_stream_free(fs_stream *s) {
+  fs_chunk *c, *next;
+  fs_stream_abort(s);
+  if (s->easy) curl_easy_cleanup(s->easy);
+  s->easy = NULL;
+  curl_slist_free_all(s->headers);
+  s->headers = NULL;
+  for (c = s->head; c; c = next) {
+    next = c->next;
+    free(c);
+  }
+  s->head = s->tail = NULL;
+  s->queued = 0;
+  free(s->header_lines);
+  s->header_lines = NULL;
+  s->header_len = s->header_cap = 0;
+}
+
+#define NAME(code) \
+  case CURLE_##code: return #code
+
+const char *fs_curl_code_name(CURLcode code) {
+  switch (code) {
+    NAME(OK); NAME(UNSUPPORTED_PROTOCOL); NAME(FAILED_INIT); NAME(URL_MALFORMAT);
+    NAME(NOT_BUILT_IN); NAME(COULDNT_RESOLVE_PROXY); NAME(COULDNT_RESOLVE_HOST);
+    NAME(COULDNT_CONNECT); NAME(WEIRD_SERVER_REPLY); NAME(HTTP2);
+    NAME(PARTIAL_FILE); NAME(HTTP_RETURNED_ERROR); NAME(WRITE_ERROR);
+    NAME(UPLOAD_FAILED); NAME(READ_ERROR); NAME(OUT_OF_MEMORY);
+    NAME(OPERATION_TIMEDOUT); NAME(RANGE_ERROR); NAME(HTTP_POST_ERROR);
+    NAME(SSL_CONNECT_ERROR); NAME(ABORTED_BY_CALLBACK);
+    NAME(BAD_FUNCTION_ARGUMENT); NAME(INTERFACE_FAILED);
+    NAME(TOO_MANY_REDIRECTS); NAME(UNKNOWN_OPTION); NAME(GOT_NOTHING);
+    NAME(SSL_ENGINE_NOTFOUND); NAME(SSL_ENGINE_SETFAILED); NAME(SEND_ERROR);
+    NAME(RECV_ERROR); NAME(SSL_CERTPROBLEM); NAME(SSL_CIPHER);
+    NAME(PEER_FAILED_VERIFICATION); NAME(BAD_CONTENT_ENCODING);
+    NAME(FILESIZE_EXCEEDED); NAME(USE_SSL_FAILED); NAME(SEND_FAIL_REWIND);
+    NAME(SSL_ENGINE_INITFAILED); NAME(LOGIN_DENIED); NAME(SSL_CACERT_BADFILE);
+    NAME(SSL_SHUTDOWN_FAILED); NAME(AGAIN); NAME(SSL_CRL_BADFILE);
+    NAME(SSL_ISSUER_ERROR); NAME(CHUNK_FAILED); NAME(NO_CONNECTION_AVAILABLE);
+    NAME(SSL_PINNEDPUBKEYNOTMATCH); NAME(SSL_INVALIDCERTSTATUS);
+    NAME(HTTP2_STREAM); NAME(RECURSIVE_API_CALL); NAME(AUTH_ERROR);
+    NAME(HTTP3); NAME(QUIC_CONNECT_ERROR); NAME(PROXY); NAME(SSL_CLIENTCERT);
+    NAME(UNRECOVERABLE_POLL);
+    default: return "UNKNOWN";
+  }
+}

@@ -1,0 +1,96 @@
+/*
+** stream.h — one HTTP transfer: a curl easy handle, the response headers,
+** and a bounded queue of body bytes. Plain C over libcurl, no Lua.
+**
+** curl's callbacks only copy bytes: headers into header_lines, body into the
+** queue. When the queue is over its bound the write callback pauses the
+** transfer; fs_stream_consume() resumes it once the reader has drained it.
+*/
+#ifndef FETCHSTREAM_STREAM_H
+#define FETCHSTREAM_STREAM_H
+
+#include <curl/curl.h>
+#include <stddef.h>
+
+struct fs_client;
+
+/* A block of body bytes in the queue. */
+typedef struct fs_chunk {
+  struct fs_chunk *next;
+  size_t len, off; /* bytes held, bytes already read */
+  char data[];
+} fs_chunk;
+
+/* How a transfer ended. */
+typedef enum fs_end {
+  FS_RUNNING = 0,
+  FS_END_OK,                 /* the server ended the response */
+  FS_END_CURL,               /* curl failed: see code and errbuf */
+  FS_END_TIMEOUT_FIRST_BYTE, /* first_byte_timeout passed */
+  FS_END_TIMEOUT_IDLE,       /* idle_timeout passed */
+  FS_END_TIMEOUT_TOTAL,      /* timeout passed */
+  FS_END_ABORTED             /* fs_stream_abort() */
+} fs_end;
+
+/* What to send. Strings must outlive the transfer (the binding keeps them). */
+typedef struct fs_request {
+  const char *url;
+  const char *method;      /* "GET", "POST", ... */
+  const char *body;        /* NULL for none */
+  size_t body_len;
+  struct curl_slist *headers; /* taken over by the stream */
+  const char *user_agent, *proxy, *ca_file;
+  long connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms;
+  long max_redirects;      /* 0: do not follow */
+  long http_version;       /* CURL_HTTP_VERSION_* */
+  int insecure;            /* skip TLS verification */
+  int accept_encoding;     /* ask for and decode gzip/br/zstd */
+  size_t queue_limit;      /* pause the transfer past this many queued bytes */
+} fs_request;
+
+typedef struct fs_stream {
+  CURL *easy;
+  struct curl_slist *headers;
+  struct fs_client *client;           /* set while attached */
+  struct fs_stream *prev, *next;      /* the client's list */
+  /* response */
+  long status;                        /* final status, once headers_done */
+  int headers_done;                   /* the final response's headers are in */
+  int location_seen;                  /* this response carries a Location */
+  long max_redirects;
+  char *header_lines;                 /* "Name: value\n"... of the last response */
+  size_t header_len, header_cap;
+  /* body queue */
+  fs_chunk *head, *tail;
+  size_t queued, queue_limit;
+  int paused;                         /* the write callback paused the transfer */
+  /* timing: milliseconds on the monotonic clock */
+  double t_start, t_first_byte, t_last_byte;
+  long first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms;
+  /* outcome */
+  fs_end end;
+  CURLcode code;
+  char errbuf[CURL_ERROR_SIZE];
+} fs_stream;
+
+/* Create the easy handle. Returns 0 on success, -1 when curl cannot. */
+int fs_stream_init(fs_stream *s);
+/* Set every option from req. Returns CURLE_OK or the failing option's code;
+** errbuf then says which. */
+CURLcode fs_stream_prepare(fs_stream *s, fs_request *req);
+/* The unread bytes at the head of the queue; 0 when it is empty. */
+size_t fs_stream_peek(fs_stream *s, const char **bytes);
+/* Mark n bytes of the head read (n <= what peek gave); resumes a paused
+** transfer once the queue has drained to half its bound. */
+void fs_stream_consume(fs_stream *s, size_t n);
+/* Stop the transfer now (detach it from its client); end = FS_END_ABORTED
+** unless it had already ended. */
+void fs_stream_abort(fs_stream *s);
+/* Detach, clean up the easy handle, free everything. Idempotent. */
+void fs_stream_free(fs_stream *s);
+/* The monotonic clock, in milliseconds. */
+double fs_now_ms(void);
+/* curl's symbolic name for a code, e.g. "COULDNT_CONNECT". */
+const char *fs_curl_code_name(CURLcode code);
+
+#endif
