@@ -1,0 +1,965 @@
+-- fetchstream stub HTTP server for the specs.
+--
+--   lua5.4 spec/server/server.lua [--lifetime SECONDS] [--verbose]
+--
+--   --watch-parent  also exit when the parent process dies (Linux /proc)
+--
+-- Binds 127.0.0.1 on a free port, prints "PORT <n>" as its first stdout line,
+-- then serves HTTP/1.1 (keep-alive, chunked responses) to many clients at once
+-- with one coroutine per connection over non-blocking LuaSocket sockets and
+-- socket.select. It exits by itself after --lifetime seconds (default 600) or
+-- on GET /__quit. Routes: see spec/server/README.md.
+
+local socket = require "socket"
+local cjson = require "cjson"
+local cjson_safe = require "cjson.safe"
+
+local now = socket.gettime
+local co_yield, co_resume, co_create, co_status =
+  coroutine.yield, coroutine.resume, coroutine.create, coroutine.status
+local sfmt, srep, ssub, sfind, sbyte, schar =
+  string.format, string.rep, string.sub, string.find, string.byte, string.char
+local concat = table.concat
+
+---------------------------------------------------------------------------
+-- command line
+---------------------------------------------------------------------------
+
+local lifetime, verbose, watch_parent = 600, false, false
+do
+  local i = 1
+  while arg and arg[i] do
+    local a = arg[i]
+    if a == "--lifetime" then
+      lifetime = assert(tonumber(arg[i + 1]), "--lifetime needs a number of seconds")
+      i = i + 1
+    elseif a:match("^%-%-lifetime=") then
+      lifetime = assert(tonumber(a:match("=(.*)")), "--lifetime needs a number of seconds")
+    elseif a == "--watch-parent" then
+      watch_parent = true
+    elseif a == "--verbose" or a == "-v" then
+      verbose = true
+    else
+      io.stderr:write("stub server: unknown argument ", a, "\n")
+      os.exit(2)
+    end
+    i = i + 1
+  end
+end
+
+local function log(...)
+  if verbose then
+    io.stderr:write(sfmt("[stub %.3f] ", now() % 1000), sfmt(...), "\n")
+  end
+end
+
+-- The canned chat answer lives in init.lua (stub.CANNED_TOKENS) so that the
+-- specs and the server share one copy.
+local CANNED_TOKENS
+do
+  local dir = (arg and arg[0] or ""):match("^(.*[/\\])") or "./"
+  local ok, mod = pcall(dofile, dir .. "init.lua")
+  if ok and type(mod) == "table" and mod.CANNED_TOKENS then
+    CANNED_TOKENS = mod.CANNED_TOKENS
+  else
+    CANNED_TOKENS = { "Hello", "!", " I", " am", " the", " stub", "." }
+  end
+end
+
+---------------------------------------------------------------------------
+-- scheduler: coroutines waiting on readability, writability and timers
+---------------------------------------------------------------------------
+
+local readers, writers = {}, {} -- socket -> task
+local heap, heap_n = {}, 0       -- timer min-heap of {at, task, wid}
+
+local function heap_push(e)
+  heap_n = heap_n + 1
+  local i = heap_n
+  heap[i] = e
+  while i > 1 do
+    local p = i // 2
+    if heap[p].at <= e.at then break end
+    heap[i] = heap[p]
+    i = p
+  end
+  heap[i] = e
+end
+
+local function heap_pop()
+  local top = heap[1]
+  local last = heap[heap_n]
+  heap[heap_n] = nil
+  heap_n = heap_n - 1
+  if heap_n > 0 then
+    local i = 1
+    while true do
+      local c = i * 2
+      if c > heap_n then break end
+      if c < heap_n and heap[c + 1].at < heap[c].at then c = c + 1 end
+      if last.at <= heap[c].at then break end
+      heap[i] = heap[c]
+      i = c
+    end
+    heap[i] = last
+  end
+  return top
+end
+
+local ntasks = 0
+
+-- A task yields a wait request {r = sock, w = sock, t = seconds} (any subset)
+-- and is resumed with "read", "write" or "timeout".
+local function schedule(task, req)
+  task.wid = task.wid + 1
+  if req.r then readers[req.r] = task; task.r = req.r end
+  if req.w then writers[req.w] = task; task.w = req.w end
+  if req.t then heap_push({ at = now() + req.t, task = task, wid = task.wid }) end
+end
+
+local function resume(task, why)
+  if task.r then readers[task.r] = nil; task.r = nil end
+  if task.w then writers[task.w] = nil; task.w = nil end
+  task.wid = task.wid + 1
+  local ok, req = co_resume(task.co, why)
+  if not ok then
+    io.stderr:write("stub server: task error: ", tostring(req), "\n")
+  end
+  if not ok or co_status(task.co) == "dead" then
+    ntasks = ntasks - 1
+    if task.sock then pcall(task.sock.close, task.sock) end
+    return
+  end
+  schedule(task, req or {})
+end
+
+local function spawn(fn, sock)
+  local task = { co = co_create(function() return fn(sock) end), wid = 0, sock = sock }
+  ntasks = ntasks + 1
+  resume(task, "start")
+end
+
+---------------------------------------------------------------------------
+-- shared state: tags (for /log)
+---------------------------------------------------------------------------
+
+local tags = {}
+local function tag_entry(t)
+  local e = tags[t]
+  if not e then e = { closed = false, requests = 0 }; tags[t] = e end
+  return e
+end
+
+local quitting = false
+
+---------------------------------------------------------------------------
+-- a connection: buffered non-blocking reads, complete writes, sleeps
+---------------------------------------------------------------------------
+
+local Conn = {}
+Conn.__index = Conn
+
+local function new_conn(sock)
+  return setmetatable({ sock = sock, buf = "", pos = 1, dead = false }, Conn)
+end
+
+-- The client went away (send failed or the socket read as closed).
+function Conn:mark_closed(why)
+  if not self.dead then
+    self.dead = true
+    log("client closed (%s)%s", tostring(why), self.tag and (" tag=" .. self.tag) or "")
+  end
+  if self.tag then tag_entry(self.tag).closed = true end
+end
+
+-- Read whatever is available (no waiting). Returns true if bytes were added,
+-- false if nothing was there, nil, err if the peer closed.
+function Conn:try_fill()
+  local data, err, partial = self.sock:receive(65536)
+  local got = data or partial
+  if got and #got > 0 then
+    if self.pos > #self.buf then
+      self.buf, self.pos = got, 1
+    else
+      self.buf, self.pos = ssub(self.buf, self.pos) .. got, 1
+    end
+    return true
+  end
+  if err == "timeout" or err == nil then return false end
+  return nil, err
+end
+
+-- Wait for at least one more byte. deadline: absolute time or nil.
+function Conn:fill(deadline)
+  while true do
+    local ok, err = self:try_fill()
+    if ok then return true end
+    if ok == nil then self:mark_closed(err); return nil, "closed" end
+    local t
+    if deadline then
+      t = deadline - now()
+      if t <= 0 then return nil, "idle" end
+    end
+    co_yield({ r = self.sock, t = t })
+  end
+end
+
+function Conn:readline(maxlen, deadline)
+  while true do
+    local s, e = sfind(self.buf, "\n", self.pos, true)
+    if s then
+      local line = ssub(self.buf, self.pos, s - 1)
+      self.pos = e + 1
+      if sbyte(line, -1) == 13 then line = ssub(line, 1, -2) end
+      return line
+    end
+    if #self.buf - self.pos + 1 > maxlen then return nil, "too long" end
+    local ok, err = self:fill(deadline)
+    if not ok then return nil, err end
+  end
+end
+
+function Conn:read(n)
+  local have = #self.buf - self.pos + 1
+  if have >= n then
+    local s = ssub(self.buf, self.pos, self.pos + n - 1)
+    self.pos = self.pos + n
+    return s
+  end
+  local parts, got = { ssub(self.buf, self.pos) }, have
+  self.buf, self.pos = "", 1
+  while got < n do
+    local ok, err = self:fill()
+    if not ok then return nil, err end
+    local need = n - got
+    if #self.buf > need then
+      parts[#parts + 1] = ssub(self.buf, 1, need)
+      self.pos = need + 1
+      got = n
+    else
+      parts[#parts + 1] = self.buf
+      got = got + #self.buf
+      self.buf, self.pos = "", 1
+    end
+  end
+  return concat(parts)
+end
+
+-- Send all of data (from index i), waiting for writability as needed: the
+-- socket's own buffer is the only buffering (back-pressure).
+function Conn:send(data, i)
+  if self.dead then return nil, "closed" end
+  local sock, n = self.sock, #data
+  i = i or 1
+  while i <= n do
+    local last, err, lastpartial = sock:send(data, i)
+    if last then return true end
+    if err ~= "timeout" then self:mark_closed(err); return nil, "closed" end
+    i = lastpartial + 1
+    if i <= n then co_yield({ w = sock }) end
+  end
+  return true
+end
+
+-- Sleep, watching the socket meanwhile: returns nil, "closed" as soon as the
+-- client goes away. Bytes the client sends meanwhile are kept in the buffer.
+function Conn:sleep(ms)
+  if self.dead then return nil, "closed" end
+  local deadline = now() + (ms or 0) / 1000
+  while true do
+    local t = deadline - now()
+    if t <= 0 then return true end
+    local why = co_yield({ r = self.sock, t = t })
+    if why == "read" then
+      local ok, err = self:try_fill()
+      if ok == nil then self:mark_closed(err); return nil, "closed" end
+    end
+  end
+end
+
+-- Wait (without limit) until the client closes the connection.
+function Conn:wait_closed()
+  while not self.dead do
+    co_yield({ r = self.sock })
+    local ok, err = self:try_fill()
+    if ok == nil then self:mark_closed(err) end
+    if ok then self.buf, self.pos = "", 1 end -- discard anything sent
+  end
+  return true
+end
+
+---------------------------------------------------------------------------
+-- responses
+---------------------------------------------------------------------------
+
+local REASONS = {
+  [100] = "Continue", [200] = "OK", [201] = "Created", [202] = "Accepted",
+  [204] = "No Content", [206] = "Partial Content",
+  [301] = "Moved Permanently", [302] = "Found", [303] = "See Other",
+  [304] = "Not Modified", [307] = "Temporary Redirect", [308] = "Permanent Redirect",
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden",
+  [404] = "Not Found", [405] = "Method Not Allowed", [408] = "Request Timeout",
+  [413] = "Payload Too Large", [418] = "I'm a teapot", [422] = "Unprocessable Entity",
+  [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
+  [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
+  [503] = "Service Unavailable", [504] = "Gateway Timeout",
+}
+
+-- framing: "chunked" | "close" (body ends when the connection closes) |
+-- a number (Content-Length) | "none" (no body: 204/304/HEAD-like)
+function Conn:head(status, headers, framing)
+  if framing == "chunked" and self.http10 then framing = "close" end
+  if framing == "close" then self.keep = false end
+  self.framing = framing
+  local out = { sfmt("HTTP/1.1 %d %s", status, REASONS[status] or "Status") }
+  local has = {}
+  for _, h in ipairs(headers or {}) do
+    out[#out + 1] = h[1] .. ": " .. h[2]
+    has[h[1]:lower()] = true
+  end
+  if not has["server"] then out[#out + 1] = "Server: fetchstream-stub" end
+  if framing == "chunked" then
+    out[#out + 1] = "Transfer-Encoding: chunked"
+  elseif type(framing) == "number" then
+    out[#out + 1] = "Content-Length: " .. framing
+  end
+  out[#out + 1] = self.keep and "Connection: keep-alive" or "Connection: close"
+  out[#out + 1] = "\r\n"
+  return self:send(concat(out, "\r\n"))
+end
+
+function Conn:chunk(data)
+  if data == nil or #data == 0 then return true end
+  if self.framing == "chunked" then
+    return self:send(sfmt("%x\r\n", #data) .. data .. "\r\n")
+  end
+  return self:send(data)
+end
+
+function Conn:finish()
+  if self.framing == "chunked" then return self:send("0\r\n\r\n") end
+  return not self.dead
+end
+
+-- A whole response with Content-Length.
+function Conn:respond(status, ctype, body, extra)
+  local headers = {}
+  local nobody = status == 204 or status == 304 or (status >= 100 and status < 200)
+  if ctype and body and not nobody then headers[1] = { "Content-Type", ctype } end
+  for _, h in ipairs(extra or {}) do headers[#headers + 1] = h end
+  if nobody then return self:head(status, headers, "none") end
+  body = body or ""
+  if not self:head(status, headers, #body) then return nil end
+  return self:send(body)
+end
+
+---------------------------------------------------------------------------
+-- helpers
+---------------------------------------------------------------------------
+
+local function urldecode(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return schar(tonumber(h, 16)) end))
+end
+
+local function parse_query(qs)
+  local q = {}
+  if not qs then return q end
+  for pair in qs:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=(.*)$")
+    if not k then k, v = pair, "" end
+    q[urldecode(k)] = urldecode(v)
+  end
+  return q
+end
+
+local function qnum(q, name, default)
+  local v = tonumber(q[name])
+  if v == nil then return default end
+  return v
+end
+
+-- Status and Content-Type overrides common to the streaming routes.
+local function stream_head(c, req, default_ct, extra)
+  local q = req.query
+  local headers = { { "Content-Type", q.ct or default_ct or "text/event-stream" },
+                    { "Cache-Control", "no-cache" } }
+  for _, h in ipairs(extra or {}) do headers[#headers + 1] = h end
+  return c:head(math.tointeger(qnum(q, "status", 200)) or 200, headers, "chunked")
+end
+
+-- CRC-32 (IEEE) and gzip with deflate stored blocks: valid, uncompressed gzip.
+local CRC_TABLE = {}
+for i = 0, 255 do
+  local c = i
+  for _ = 1, 8 do
+    if c & 1 == 1 then c = 0xEDB88320 ~ (c >> 1) else c = c >> 1 end
+  end
+  CRC_TABLE[i] = c
+end
+
+local function crc32(s)
+  local crc = 0xFFFFFFFF
+  for i = 1, #s do
+    crc = CRC_TABLE[(crc ~ sbyte(s, i)) & 0xFF] ~ (crc >> 8)
+  end
+  return crc ~ 0xFFFFFFFF
+end
+
+local function gzip_stored(data)
+  local out = { "\31\139\8\0\0\0\0\0\0\255" } -- magic, deflate, no flags, mtime 0, xfl 0, OS unknown
+  local n, i = #data, 1
+  repeat
+    local len = math.min(65535, n - i + 1)
+    local final = (i + len > n) and 1 or 0
+    out[#out + 1] = string.pack("<BI2I2", final, len, (~len) & 0xFFFF)
+    out[#out + 1] = ssub(data, i, i + len - 1)
+    i = i + len
+  until i > n
+  out[#out + 1] = string.pack("<I4I4", crc32(data), n & 0xFFFFFFFF)
+  return concat(out)
+end
+
+local function count_events(q, req)
+  local n = math.tointeger(qnum(q, "n", 3)) or 3
+  local start = math.tointeger(qnum(q, "start", 1)) or 1
+  if q.resume and req.headers["last-event-id"] then
+    local last = math.tointeger(tonumber(req.headers["last-event-id"]))
+    if last then start = last + 1 end
+  end
+  return n, start
+end
+
+local function event_text(q, id, data)
+  local ev = q.event and ("event: " .. q.event .. "\n") or ""
+  return ev .. "id: " .. id .. "\ndata: " .. data .. "\n\n"
+end
+
+local function jstr(s) return cjson.encode(s) end
+
+---------------------------------------------------------------------------
+-- routes: each returns nothing; set c.keep = false to close afterwards
+---------------------------------------------------------------------------
+
+local routes = {}
+
+routes["/sse"] = function(c, req)
+  local q = req.query
+  local body = q.body or ""
+  local k = math.tointeger(qnum(q, "chunk", 0)) or 0
+  if k <= 0 then k = math.max(#body, 1) end
+  local delay = qnum(q, "delay", 0)
+  local framing = q.framing or "chunked"
+  local headers = { { "Content-Type", q.ct or "text/event-stream" }, { "Cache-Control", "no-cache" } }
+  local status = math.tointeger(qnum(q, "status", 200)) or 200
+  if framing == "length" then framing = #body
+  elseif framing ~= "close" then framing = "chunked" end
+  if not c:head(status, headers, framing) then return end
+  local i = 1
+  while i <= #body do
+    if i > 1 and delay > 0 and not c:sleep(delay) then return end
+    if not c:chunk(ssub(body, i, i + k - 1)) then return end
+    i = i + k
+  end
+  c:finish()
+end
+
+routes["/count"] = function(c, req)
+  local q = req.query
+  local n, start = count_events(q, req)
+  local delay = qnum(q, "delay", 0)
+  if not stream_head(c, req) then return end
+  if q.retry and not c:chunk("retry: " .. q.retry .. "\n\n") then return end
+  for i = start, start + n - 1 do
+    if i > start and delay > 0 and not c:sleep(delay) then return end
+    if not c:chunk(event_text(q, i, i)) then return end
+  end
+  c:finish()
+end
+
+routes["/echo"] = function(c, req)
+  local q = req.query
+  local obj = {
+    method = req.method, path = req.path, query = q, raw_query = req.raw_query or "",
+    version = req.version, headers = req.headers, body = req.body or "",
+  }
+  -- cjson encodes an empty table as {} which is what we want for query/headers
+  local json = cjson.encode(obj)
+  if not stream_head(c, req) then return end
+  if not c:chunk("data: " .. json .. "\n\n") then return end
+  c:finish()
+end
+
+routes["/stall"] = function(c, req)
+  c.keep = false
+  if not stream_head(c, req) then return end
+  if req.query.hello ~= "0" and not c:chunk("data: hello\n\n") then return end
+  c:wait_closed()
+end
+
+routes["/drop"] = function(c, req)
+  local q = req.query
+  c.keep = false
+  local delay = qnum(q, "delay", 0)
+  local headers = { { "Content-Type", q.ct or "text/event-stream" }, { "Cache-Control", "no-cache" } }
+  local status = math.tointeger(qnum(q, "status", 200)) or 200
+  if q.mode == "length" then
+    if not c:head(status, headers, 1000) then return end
+    if not c:send("data: one\n\n") then return end
+    if delay > 0 and not c:sleep(delay) then return end
+    c:send("data: tw")
+  else
+    if not c:head(status, headers, "chunked") then return end
+    if not c:chunk("data: one\n\n") then return end
+    if delay > 0 and not c:sleep(delay) then return end
+    c:chunk("data: tw")
+  end
+  -- returning with keep = false closes the socket: no terminating chunk
+end
+
+routes["/forever"] = function(c, req)
+  local q = req.query
+  c.keep = false
+  local interval = qnum(q, "interval", 50)
+  local _, i = count_events(q, req)
+  if not stream_head(c, req) then return end
+  if q.retry and not c:chunk("retry: " .. q.retry .. "\n\n") then return end
+  while true do
+    if not c:chunk(event_text(q, i, "tick " .. i)) then return end
+    i = i + 1
+    if not c:sleep(interval) then return end
+  end
+end
+
+routes["/gzip"] = function(c, req)
+  local q = req.query
+  local n, start = count_events(q, req)
+  local delay = qnum(q, "delay", 0)
+  local parts = {}
+  for i = start, start + n - 1 do parts[#parts + 1] = event_text(q, i, i) end
+  local body = concat(parts)
+  local ae = (req.headers["accept-encoding"] or ""):lower()
+  local extra = { { "Vary", "Accept-Encoding" } }
+  if ae:find("gzip", 1, true) then
+    body = gzip_stored(body)
+    extra[#extra + 1] = { "Content-Encoding", "gzip" }
+  end
+  if not stream_head(c, req, nil, extra) then return end
+  local pieces = math.max(1, math.min(4, #body))
+  local size = -(-#body // pieces)
+  local i = 1
+  while i <= #body do
+    if i > 1 and delay > 0 and not c:sleep(delay) then return end
+    if not c:chunk(ssub(body, i, i + size - 1)) then return end
+    i = i + size
+  end
+  c:finish()
+end
+
+routes["/redirect"] = function(c, req)
+  local q = req.query
+  local code = math.tointeger(qnum(q, "code", 302)) or 302
+  c:respond(code, "text/plain", "", { { "Location", q.to or "/" } })
+end
+
+local big_cache = {}
+routes["/big"] = function(c, req)
+  local q = req.query
+  local total = math.tointeger(qnum(q, "bytes", 1048576)) or 1048576
+  local size = math.tointeger(qnum(q, "size", 1000)) or 1000
+  if size < 0 then size = 0 end
+  local event = "data: " .. srep("x", size) .. "\n\n"
+  local per = math.max(1, 65536 // #event)
+  if not stream_head(c, req) then return end
+  local chunked = c.framing == "chunked"
+  local key = size .. (chunked and "c" or "p")
+  local frame = big_cache[key]
+  local payload_len = per * #event
+  if not frame then
+    local payload = srep(event, per)
+    frame = chunked and (sfmt("%x\r\n", #payload) .. payload .. "\r\n") or payload
+    big_cache[key] = frame
+  end
+  local sent = 0
+  while total - sent >= payload_len do
+    if not c:send(frame) then return end
+    sent = sent + payload_len
+  end
+  if sent < total then
+    local k = -(-(total - sent) // #event)
+    if not c:chunk(srep(event, k)) then return end
+  end
+  c:finish()
+end
+
+routes["/log"] = function(c, req)
+  local e = tags[req.query.tag or ""] or { closed = false, requests = 0 }
+  c:respond(200, "application/json",
+    sfmt('{"closed":%s,"requests":%d}', e.closed and "true" or "false", e.requests))
+end
+
+routes["/headers"] = function(c, req)
+  if not stream_head(c, req, nil, {
+    { "X-Dup", "a" }, { "X-Dup", "b" }, { "X-Mixed-Case", "yes" },
+  }) then return end
+  if not c:chunk("data: ok\n\n") then return end
+  c:finish()
+end
+
+routes["/__quit"] = function(c, req)
+  c.keep = false
+  c:respond(200, "text/plain", "bye\n")
+  quitting = true
+end
+
+local function status_route(c, req, code)
+  local q = req.query
+  local body = q.body or sfmt('{"error":{"message":"status %d"}}', code)
+  local ct = q.ct or "application/json"
+  local extra = {}
+  if q.retry_after then extra[#extra + 1] = { "Retry-After", q.retry_after } end
+  c:respond(code, ct, body, extra)
+end
+
+-- OpenAI-compatible chat completions ---------------------------------------
+
+local function chat_chunk(model, delta, finish)
+  return sfmt('data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,'
+    .. '"model":%s,"choices":[{"index":0,"delta":%s,"finish_reason":%s}]}\n\n',
+    jstr(model), delta, finish and jstr(finish) or "null")
+end
+
+local function decode_body(c, req)
+  local obj = cjson_safe.decode(req.body or "")
+  if type(obj) ~= "table" then
+    c:respond(400, "application/json",
+      '{"error":{"message":"request body is not a JSON object","type":"invalid_request_error"}}')
+    return nil
+  end
+  return obj
+end
+
+local function prompt_tokens(obj)
+  local n = 0
+  if type(obj.messages) == "table" then
+    for _, m in ipairs(obj.messages) do
+      if type(m) == "table" and type(m.content) == "string" then
+        for _ in m.content:gmatch("%S+") do n = n + 1 end
+      end
+    end
+  end
+  return n
+end
+
+local function chat_route(c, req)
+  local q = req.query
+  local obj = decode_body(c, req)
+  if not obj then return end
+  local model = type(obj.model) == "string" and obj.model or "stub"
+  local delay = qnum(q, "delay", 30)
+  local ntok = #CANNED_TOKENS
+  local truncate = math.tointeger(qnum(q, "truncate", -1))
+  local ptok = prompt_tokens(obj)
+  if obj.stream ~= true then
+    local body = sfmt('{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,'
+      .. '"model":%s,"choices":[{"index":0,"message":{"role":"assistant","content":%s},'
+      .. '"finish_reason":"stop"}],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}',
+      jstr(model), jstr(concat(CANNED_TOKENS)), ptok, ntok, ptok + ntok)
+    c:respond(math.tointeger(qnum(q, "status", 200)) or 200, q.ct or "application/json", body)
+    return
+  end
+  if not stream_head(c, req) then return end
+  if not c:chunk(chat_chunk(model, '{"role":"assistant","content":""}')) then return end
+  for i, tok in ipairs(CANNED_TOKENS) do
+    if truncate and truncate >= 0 and i > truncate then return c:finish() end
+    if delay > 0 and not c:sleep(delay) then return end
+    if not c:chunk(chat_chunk(model, '{"content":' .. jstr(tok) .. '}')) then return end
+  end
+  if not c:chunk(chat_chunk(model, "{}", "stop")) then return end
+  local so = obj.stream_options
+  if type(so) == "table" and so.include_usage == true then
+    if not c:chunk(sfmt('data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,'
+      .. '"model":%s,"choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n',
+      jstr(model), ptok, ntok, ptok + ntok)) then return end
+  end
+  if not c:chunk("data: [DONE]\n\n") then return end
+  c:finish()
+end
+
+-- Anthropic Messages API ------------------------------------------------------
+
+local function anthropic_route(c, req)
+  local q = req.query
+  local obj = decode_body(c, req)
+  if not obj then return end
+  local model = type(obj.model) == "string" and obj.model or "stub"
+  local delay = qnum(q, "delay", 30)
+  local ntok = #CANNED_TOKENS
+  local truncate = math.tointeger(qnum(q, "truncate", -1))
+  local ptok = prompt_tokens(obj)
+  if obj.stream ~= true then
+    local body = sfmt('{"id":"msg_1","type":"message","role":"assistant","model":%s,'
+      .. '"content":[{"type":"text","text":%s}],"stop_reason":"end_turn","stop_sequence":null,'
+      .. '"usage":{"input_tokens":%d,"output_tokens":%d}}', jstr(model), jstr(concat(CANNED_TOKENS)), ptok, ntok)
+    c:respond(math.tointeger(qnum(q, "status", 200)) or 200, q.ct or "application/json", body)
+    return
+  end
+  local function ev(name, data) return c:chunk("event: " .. name .. "\ndata: " .. data .. "\n\n") end
+  if not stream_head(c, req) then return end
+  if not ev("message_start", sfmt('{"type":"message_start","message":{"id":"msg_1","type":"message",'
+    .. '"role":"assistant","content":[],"model":%s,"stop_reason":null,"stop_sequence":null,'
+    .. '"usage":{"input_tokens":%d,"output_tokens":1}}}', jstr(model), ptok)) then return end
+  if not ev("content_block_start",
+    '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}') then return end
+  if not ev("ping", '{"type":"ping"}') then return end
+  for i, tok in ipairs(CANNED_TOKENS) do
+    if truncate and truncate >= 0 and i > truncate then return c:finish() end
+    if delay > 0 and not c:sleep(delay) then return end
+    if not ev("content_block_delta", '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
+      .. jstr(tok) .. '}}') then return end
+  end
+  if not ev("content_block_stop", '{"type":"content_block_stop","index":0}') then return end
+  if not ev("message_delta", sfmt('{"type":"message_delta","delta":{"stop_reason":"end_turn",'
+    .. '"stop_sequence":null},"usage":{"output_tokens":%d}}', ntok)) then return end
+  if not ev("message_stop", '{"type":"message_stop"}') then return end
+  c:finish()
+end
+
+local function dispatch(c, req)
+  local path = req.path
+  local h = routes[path]
+  if h then return h(c, req) end
+  local code = path:match("^/status/(%d%d%d)$")
+  if code then return status_route(c, req, tonumber(code)) end
+  if path:sub(-17) == "/chat/completions" then
+    if req.method ~= "POST" then
+      c:respond(405, "application/json", '{"error":{"message":"use POST"}}', { { "Allow", "POST" } })
+      return
+    end
+    return chat_route(c, req)
+  end
+  if path:sub(-12) == "/v1/messages" then
+    if req.method ~= "POST" then
+      c:respond(405, "application/json", '{"error":{"message":"use POST"}}', { { "Allow", "POST" } })
+      return
+    end
+    return anthropic_route(c, req)
+  end
+  c:respond(404, "application/json", sfmt('{"error":{"message":"no route for %s"}}', (path:gsub('[%c"\\]', "?"))))
+end
+
+---------------------------------------------------------------------------
+-- HTTP/1.1 request reading and the connection loop
+---------------------------------------------------------------------------
+
+local MAX_HEAD = 65536
+local KEEPALIVE_IDLE = 15 -- seconds an idle keep-alive connection is kept
+
+local function read_request(c, first)
+  local deadline = now() + (first and 30 or KEEPALIVE_IDLE)
+  local line, err
+  repeat -- tolerate stray empty lines between requests
+    line, err = c:readline(MAX_HEAD, deadline)
+    if not line then return nil, err end
+  until line ~= ""
+  local method, target, version = line:match("^(%u+) (%S+) (HTTP/%d%.%d)$")
+  if not method then return nil, "bad request line" end
+  local req = { method = method, target = target, version = version, headers = {}, header_list = {} }
+  local size = #line
+  while true do
+    line, err = c:readline(MAX_HEAD, deadline)
+    if not line then return nil, err end
+    if line == "" then break end
+    size = size + #line
+    if size > MAX_HEAD then return nil, "headers too large" end
+    local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
+    if name then
+      name = name:lower()
+      req.header_list[#req.header_list + 1] = { name, value }
+      local old = req.headers[name]
+      req.headers[name] = old and (old .. ", " .. value) or value
+    end
+  end
+  local path, qs = target:match("^([^?]*)%??(.*)$")
+  if sfind(target, "^https?://") then -- absolute form (proxies)
+    path = path:gsub("^https?://[^/]*", "")
+    if path == "" then path = "/" end
+  end
+  req.path = path
+  req.raw_query = (sfind(target, "?", 1, true) and qs) or nil
+  req.query = parse_query(req.raw_query)
+
+  -- body
+  local h = req.headers
+  local te = h["transfer-encoding"]
+  local cl = h["content-length"] and tonumber(h["content-length"])
+  local expects_body = (te and te:lower():find("chunked", 1, true)) or (cl and cl > 0)
+  if expects_body and (h["expect"] or ""):lower() == "100-continue" then
+    if not c:send("HTTP/1.1 100 Continue\r\n\r\n") then return nil, "closed" end
+  end
+  if te and te:lower():find("chunked", 1, true) then
+    local parts = {}
+    while true do
+      line, err = c:readline(1024)
+      if not line then return nil, err end
+      local n = tonumber(line:match("^%s*(%x+)"), 16)
+      if not n then return nil, "bad chunk size" end
+      if n == 0 then
+        repeat -- trailers
+          line, err = c:readline(MAX_HEAD)
+          if not line then return nil, err end
+        until line == ""
+        break
+      end
+      local data
+      data, err = c:read(n)
+      if not data then return nil, err end
+      parts[#parts + 1] = data
+      line, err = c:readline(16) -- CRLF after the chunk data
+      if not line then return nil, err end
+    end
+    req.body = concat(parts)
+  elseif cl and cl > 0 then
+    local data
+    data, err = c:read(cl)
+    if not data then return nil, err end
+    req.body = data
+  else
+    req.body = ""
+  end
+  return req
+end
+
+local function connection(sock)
+  local c = new_conn(sock)
+  local first = true
+  while not c.dead and not quitting do
+    local req, err = read_request(c, first)
+    first = false
+    if not req then
+      if err ~= "closed" and err ~= "idle" and not c.dead then
+        c.keep = false
+        c:respond(400, "text/plain", "bad request: " .. tostring(err) .. "\n")
+      end
+      break
+    end
+    log("%s %s", req.method, req.target)
+    c.http10 = req.version == "HTTP/1.0"
+    local conn_hdr = (req.headers["connection"] or ""):lower()
+    if c.http10 then
+      c.keep = conn_hdr:find("keep-alive", 1, true) ~= nil
+    else
+      c.keep = not conn_hdr:find("close", 1, true)
+    end
+    local tag = req.query.tag
+    if tag and req.path ~= "/log" then
+      tag_entry(tag).requests = tag_entry(tag).requests + 1
+      c.tag = tag
+    else
+      c.tag = nil
+    end
+    local wait = tonumber(req.query.wait)
+    if wait and wait > 0 and req.path ~= "/log" and req.path ~= "/__quit" then
+      if not c:sleep(wait) then break end
+    end
+    c.framing = nil
+    dispatch(c, req)
+    c.tag = nil
+    if not c.keep or c.dead then break end
+  end
+  -- the scheduler closes the socket when this coroutine ends
+end
+
+---------------------------------------------------------------------------
+-- main
+---------------------------------------------------------------------------
+
+local server = assert(socket.tcp())
+server:setoption("reuseaddr", true)
+assert(server:bind("127.0.0.1", 0))
+assert(server:listen(1024))
+server:settimeout(0)
+local _, port = server:getsockname()
+io.stdout:write("PORT ", port, "\n")
+io.stdout:flush()
+
+local deadline = now() + lifetime
+
+-- With --watch-parent, exit once our parent process is gone (we get
+-- re-parented), so a crashed test run does not leave the server behind.
+local function read_ppid()
+  local f = io.open("/proc/self/stat", "r")
+  if not f then return nil end
+  local stat = f:read("a")
+  f:close()
+  return tonumber(stat:match("%)%s+%S+%s+(%d+)"))
+end
+if watch_parent then
+  local ppid0 = read_ppid()
+  if ppid0 then
+    spawn(function()
+      while true do
+        co_yield({ t = 1 })
+        if read_ppid() ~= ppid0 then
+          log("parent %d is gone", ppid0)
+          quitting = true
+          return
+        end
+      end
+    end)
+  end
+end
+log("listening on 127.0.0.1:%s for %ss", port, lifetime)
+
+local function accept_all()
+  while true do
+    local client = server:accept()
+    if not client then return end
+    client:settimeout(0)
+    client:setoption("tcp-nodelay", true)
+    spawn(connection, client)
+  end
+end
+
+while not quitting do
+  local t = now()
+  while heap_n > 0 and heap[1].at <= t do
+    local e = heap_pop()
+    if e.wid == e.task.wid then resume(e.task, "timeout") end
+    if quitting then break end
+  end
+  if quitting or t >= deadline then break end
+  local timeout = deadline - t
+  if heap_n > 0 and heap[1].at - t < timeout then timeout = heap[1].at - t end
+  if timeout < 0 then timeout = 0 end
+  local recvt, sendt = { server }, {}
+  for s in pairs(readers) do recvt[#recvt + 1] = s end
+  for s in pairs(writers) do sendt[#sendt + 1] = s end
+  local rr, ww, err = socket.select(recvt, sendt, timeout)
+  if err and err ~= "timeout" then
+    io.stderr:write("stub server: select: ", tostring(err), "\n")
+    socket.sleep(0.01)
+  end
+  for _, s in ipairs(rr) do
+    if s == server then
+      accept_all()
+    else
+      local task = readers[s]
+      if task then resume(task, "read") end
+    end
+    if quitting then break end
+  end
+  if not quitting then
+    for _, s in ipairs(ww) do
+      local task = writers[s]
+      if task then resume(task, "write") end
+      if quitting then break end
+    end
+  end
+end
+
+log("exiting (%s)", quitting and "quit" or "lifetime")
+server:close()
+for s in pairs(readers) do pcall(s.close, s) end
+for s in pairs(writers) do pcall(s.close, s) end
+os.exit(0)
