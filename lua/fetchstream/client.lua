@@ -43,16 +43,18 @@ function Client:_start(fname, url, opts, callbacks, want)
   s._opts = checked
   s._queue = stream.queue()
   s._partial = {}
-  s._want = events and "events" or want
+  -- "raw": a callback stream that only wants onchunk still reads its body.
+  s._want = events and "events" or callbacks and "raw" or want
   s._max = checked.max_event_size or request.DEFAULT_MAX_EVENT_SIZE
   s.last_event_id = checked.last_event_id or ""
   local onretry, oncomment = checked.onretry, checked.oncomment
+  -- The parser's hooks run inside p:feed: protected like every callback.
   s._parser = core.parser(s._max,
     function(ms)
       s.retry = ms
-      if onretry then onretry(ms) end
+      if onretry then stream.call(s, "onretry", onretry, ms) end
     end,
-    oncomment)
+    oncomment and function(text) stream.call(s, "oncomment", oncomment, text) end)
   if callbacks then
     s._callbacks = checked
     self._active[s] = true

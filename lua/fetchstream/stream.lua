@@ -81,6 +81,7 @@ _M.finish = finish
 --- Call a user callback of this stream, protected. When it raises, the
 -- stream gets no further callbacks and ends with a `callback` error.
 local function call(s, name, fn, ...)
+  if s.reason then return false end -- an ended stream gets no more callbacks
   local c = s._client
   local was = c._dispatching
   c._dispatching = true
@@ -92,6 +93,7 @@ local function call(s, name, fn, ...)
   end
   return ok
 end
+_M.call = call
 
 local TIMEOUT_OPTION = {
   connect = "connect_timeout", first_byte = "first_byte_timeout",
