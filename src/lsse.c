@@ -79,19 +79,37 @@ static void call_hook(lua_State *L, int uv, int nargs) {
   lua_call(L, nargs, 0);
 }
 
+/* Push v, reusing the string in `slot` when it holds the same bytes (event
+** types and ids repeat from event to event: no re-interning), else keep the
+** new string in the slot for next time. */
+static void push_cached(lua_State *L, int slot, sse_slice v) {
+  size_t len;
+  const char *old = lua_tolstring(L, slot, &len);
+  if (len == v.len && memcmp(old, v.ptr, len) == 0) {
+    lua_pushvalue(L, slot);
+  } else {
+    lua_pushlstring(L, v.ptr, v.len);
+    lua_copy(L, -1, slot);
+  }
+}
+
 /*
-** Run the parser to its next event and push data, type, id (returns 1), or
-** use up the input (returns 0). Comments and retry fields go to their hooks
-** on the way. Expects the parser at stack index 1.
+** Run the parser to its next event and push [fn,] data, type, id (returns
+** 1), or use up the input (returns 0). Comments and retry fields go to their
+** hooks on the way. `cache` and cache + 1 are the slots of push_cached for
+** the type and the id (stack or upvalue indices); fn_slot, when not 0, is
+** pushed first. Expects the parser at stack index 1.
 */
-static int next_event(lua_State *L, lparser *lp, lua_Integer gen) {
+static int next_event(lua_State *L, lparser *lp, lua_Integer gen, int fn_slot,
+                      int type_slot, int id_slot) {
   sse_item it;
   while (!lp->closed && lp->has_input && lp->gen == gen) {
     switch (sse_next(&lp->p, &lp->in, &it)) {
       case SSE_EVENT:
+        if (fn_slot) lua_pushvalue(L, fn_slot);
         lua_pushlstring(L, it.data.ptr, it.data.len);
-        lua_pushlstring(L, it.type.ptr, it.type.len);
-        lua_pushlstring(L, it.id.ptr, it.id.len);
+        push_cached(L, type_slot, it.type);
+        push_cached(L, id_slot, it.id);
         return 1;
       case SSE_COMMENT:
         lua_pushlstring(L, it.data.ptr, it.data.len);
@@ -113,13 +131,16 @@ static int next_event(lua_State *L, lparser *lp, lua_Integer gen) {
 }
 
 /* The iterator p:feed(chunk) returns. Upvalues: parser, generation, the
-** Event metatable. A newer feed or a reset ends it. */
+** Event metatable, and the type and id caches. A newer feed or a reset ends
+** it. */
 static int feed_iter(lua_State *L) {
   lparser *lp;
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(1));
   lp = toparser(L);
-  if (!next_event(L, lp, lua_tointeger(L, lua_upvalueindex(2)))) return 0;
+  if (!next_event(L, lp, lua_tointeger(L, lua_upvalueindex(2)), 0,
+                  lua_upvalueindex(4), lua_upvalueindex(5)))
+    return 0;
   lua_createtable(L, 0, 3);
   lua_insert(L, 2);               /* parser, ev, data, type, id */
   lua_setfield(L, 2, "id");
@@ -150,15 +171,15 @@ static int parser_feed(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_pushinteger(L, gen);
     luaL_getmetatable(L, EVENT_T);
-    lua_pushcclosure(L, feed_iter, 3);
+    lua_pushliteral(L, "message");
+    lua_pushliteral(L, "");
+    lua_pushcclosure(L, feed_iter, 5);
     return 1;
   }
   lua_settop(L, 3);
-  while (next_event(L, lp, gen)) { /* fn, data, type, id */
-    lua_pushvalue(L, 3);
-    lua_insert(L, 4);
-    lua_call(L, 3, 0);
-  }
+  lua_pushliteral(L, "message"); /* 4: type cache */
+  lua_pushliteral(L, "");        /* 5: id cache */
+  while (next_event(L, lp, gen, 3, 4, 5)) lua_call(L, 3, 0);
   return 0;
 }
 
