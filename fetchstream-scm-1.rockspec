@@ -40,6 +40,7 @@ build = {
       libdirs = { "$(CURL_LIBDIR)" },
     },
     ["fetchstream"] = "lua/fetchstream/init.lua",
+    ["fetchstream.chat"] = "lua/fetchstream/chat.lua",
     ["fetchstream.client"] = "lua/fetchstream/client.lua",
     ["fetchstream.options"] = "lua/fetchstream/options.lua",
     ["fetchstream.request"] = "lua/fetchstream/request.lua",

@@ -6,8 +6,10 @@
 local core = require "fetchstream.core"
 local request = require "fetchstream.request"
 local stream = require "fetchstream.stream"
+local chat = require "fetchstream.chat"
+local json = require("cjson").new()
 
-local error, next, pairs, tostring, type = error, next, pairs, tostring, type
+local error, next, pairs, pcall, tostring, type = error, next, pairs, pcall, tostring, type
 local now = core.now
 local usage = require("fetchstream.options").usage
 
@@ -149,6 +151,36 @@ end
 --- `for line in c:lines(url, opts)`: the body's lines (LF or CRLF).
 function Client:lines(url, opts)
   return iterate(self, "lines", url, opts, "lines", stream.next_line)
+end
+
+--- `for value in c:ndjson(url, opts)`: one decoded JSON value per line
+-- (blank lines skipped). A line that is not JSON ends the stream with a
+-- `protocol` error naming the line number.
+function Client:ndjson(url, opts)
+  local s = self:_start("ndjson", url, opts, false, "lines")
+  local lineno = 0
+  local function step(st)
+    while true do
+      local line = stream.next_line(st)
+      if line == nil then return nil end
+      lineno = lineno + 1
+      if line:find("%S") then
+        local ok, value = pcall(json.decode, line)
+        if ok then return value end
+        local shown = #line > 60 and line:sub(1, 60) .. "..." or line
+        local err = core.error("protocol", ("NDJSON line %d is not JSON: %q"):format(lineno, shown),
+          { line = lineno })
+        stream.finish(st, "protocol", err)
+        error(err, 0)
+      end
+    end
+  end
+  return step, s, nil, s
+end
+
+--- `c:chat(base_url, opts)`: see fetch.chat.
+function Client:chat(base_url, opts)
+  return chat.chat(self, base_url, opts)
 end
 
 --- `c:close()`: abort every stream on the client and free it. Idempotent.

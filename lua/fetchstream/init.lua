@@ -89,6 +89,13 @@ function _M.chunks(url, opts) return default():chunks(url, opts) end
 --- `for line in fetch.lines(url, opts) do ... end`
 function _M.lines(url, opts) return default():lines(url, opts) end
 
+--- `for value in fetch.ndjson(url, opts) do ... end`: one JSON value per line
+function _M.ndjson(url, opts) return default():ndjson(url, opts) end
+
+--- `for text in fetch.chat(base_url, opts) do ... end`: an LLM chat answer,
+-- delta by delta (see README, "LLM chat streams")
+function _M.chat(base_url, opts) return default():chat(base_url, opts) end
+
 --- `fetch.stream(url, opts)` -> a stream that delivers to its callbacks
 function _M.stream(url, opts) return default():stream(url, opts) end
 

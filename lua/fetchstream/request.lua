@@ -86,6 +86,7 @@ end
 for name, check in pairs(CALLBACK_OPTIONS) do CALLBACK_SPEC[name] = check end
 
 _M.CALLBACK_OPTIONS = CALLBACK_OPTIONS
+_M.REQUEST_OPTIONS = REQUEST_OPTIONS
 
 -- A header name is an RFC 9110 token.
 local function is_token(s)

@@ -1,0 +1,340 @@
+--- LLM chat streams: OpenAI-compatible chat completions and Anthropic's
+-- Messages API, as text deltas.
+--
+--   local chat <close> = fetch.chat(base_url, { model =, messages =, api_key = })
+--   for text in chat do io.write(text) end
+--   print(chat.finish_reason, chat.usage, chat.stats.tokens_per_second)
+--
+-- fetch.chat returns the chat object four times over, as a generic `for`
+-- wants it: it is callable (the iterator), and it is the closing value, so a
+-- `break` aborts the transfer; the result stays readable after the loop.
+-- @module fetchstream.chat
+
+local core = require "fetchstream.core"
+local request = require "fetchstream.request"
+local stream = require "fetchstream.stream"
+local options = require "fetchstream.options"
+
+local error, pairs, setmetatable, tostring, type = error, pairs, setmetatable, tostring, type
+local now = core.now
+local usage = options.usage
+
+local _M = {}
+
+local Chat = {}
+Chat.__index = Chat
+Chat.__name = "fetchstream.Chat"
+
+-- Options that belong to the helper (the request options of the core are
+-- passed to it; every other name is a field of the request body).
+local CHAT_OPTIONS = {
+  model = options.string,
+  messages = options.table,
+  api_key = options.string,
+  format = function(v)
+    if v ~= "openai" and v ~= "anthropic" then return '"openai" or "anthropic"' end
+  end,
+  ontext = options.callable,
+  ondone = options.callable,
+  onerror = options.callable,
+  onabort = options.callable,
+}
+local NOT_FOR_CHAT = { body = true, json = true, method = true, onmessage = true, on = true,
+                       onclose = true, onopen = true, onchunk = true }
+
+local ANTHROPIC_VERSION = "2023-06-01"
+local ANTHROPIC_MAX_TOKENS = 1024
+
+local function api_error(message, decoded)
+  return core.error("api", message, { json = decoded })
+end
+
+local function error_message(e, fallback)
+  if type(e) == "table" then
+    if type(e.message) == "string" then return e.message end
+    if type(e.error) == "table" and type(e.error.message) == "string" then return e.error.message end
+  elseif type(e) == "string" then
+    return e
+  end
+  return fallback
+end
+
+-- Result bookkeeping ------------------------------------------------------
+
+local function add_text(chat, text)
+  if chat._first_token == nil then
+    chat._first_token = now()
+    chat.stats.ttft = chat._first_token - chat._started
+  end
+  chat._deltas = chat._deltas + 1
+  chat._parts[#chat._parts + 1] = text
+  chat._pending[#chat._pending + 1] = text
+end
+
+-- cjson 2.1 decodes every number as a float: token counts read better as
+-- integers.
+local function integral(t)
+  if type(t) ~= "table" then return t end
+  for k, v in pairs(t) do
+    if type(v) == "number" then t[k] = math.tointeger(v) or v else integral(v) end
+  end
+  return t
+end
+
+local function settle_stats(chat)
+  chat.usage = integral(chat.usage)
+  local st = chat.stats
+  local s = chat.stream
+  if s then st.ttfb = s:times() end
+  if chat._first_token then
+    local span = now() - chat._first_token
+    st.tokens_per_second = span > 0 and (chat._deltas - 1) / span or nil
+  end
+  st.deltas = chat._deltas
+  chat.text = table.concat(chat._parts)
+end
+
+-- OpenAI: assemble tool calls from their deltas, by index.
+local function merge_tool_calls(chat, deltas)
+  for _, d in pairs(deltas) do
+    local i = (type(d.index) == "number" and d.index or 0) + 1
+    local call = chat.tool_calls[i]
+    if not call then
+      call = { type = "function", ["function"] = { name = "", arguments = "" } }
+      chat.tool_calls[i] = call
+    end
+    if type(d.id) == "string" then call.id = d.id end
+    if type(d.type) == "string" then call.type = d.type end
+    local fn = d["function"]
+    if type(fn) == "table" then
+      if type(fn.name) == "string" then call["function"].name = call["function"].name .. fn.name end
+      if type(fn.arguments) == "string" then
+        call["function"].arguments = call["function"].arguments .. fn.arguments
+      end
+    end
+  end
+end
+
+-- Each handler takes one event and returns "done" at the end marker, or
+-- nil, err for an error reported inside the stream.
+
+local function openai_event(chat, ev)
+  if ev.data == "[DONE]" then return "done" end
+  if ev.event == "error" then
+    local decoded = ev:json()
+    return nil, api_error(error_message(decoded and decoded.error or decoded, ev.data), decoded)
+  end
+  local obj, err = ev:json()
+  if obj == nil then return nil, err end
+  if type(obj) ~= "table" then return end
+  if obj.error ~= nil then
+    return nil, api_error(error_message(obj.error, "the API reported an error"), obj)
+  end
+  if type(obj.model) == "string" then chat.model = obj.model end
+  if type(obj.usage) == "table" then chat.usage = obj.usage end
+  local choice = type(obj.choices) == "table" and obj.choices[1]
+  if type(choice) ~= "table" then return end
+  local delta = choice.delta
+  if type(delta) == "table" then
+    if type(delta.content) == "string" and delta.content ~= "" then add_text(chat, delta.content) end
+    if type(delta.tool_calls) == "table" then merge_tool_calls(chat, delta.tool_calls) end
+  end
+  if type(choice.finish_reason) == "string" then chat.finish_reason = choice.finish_reason end
+end
+
+local function anthropic_event(chat, ev)
+  local name = ev.event
+  if name == "ping" then return end
+  local obj, err = ev:json()
+  if obj == nil then return nil, err end
+  if type(obj) ~= "table" then return end
+  if name == "error" or obj.type == "error" then
+    return nil, api_error(error_message(obj.error, ev.data), obj)
+  end
+  if name == "message_start" and type(obj.message) == "table" then
+    chat.model = obj.message.model
+    if type(obj.message.usage) == "table" then chat.usage = obj.message.usage end
+  elseif name == "content_block_start" and type(obj.content_block) == "table" then
+    local block = obj.content_block
+    if block.type == "tool_use" then
+      chat.tool_calls[#chat.tool_calls + 1] = { id = block.id, type = "tool_use", name = block.name,
+                                                input = "", _index = obj.index }
+    end
+  elseif name == "content_block_delta" and type(obj.delta) == "table" then
+    local d = obj.delta
+    if d.type == "text_delta" and type(d.text) == "string" and d.text ~= "" then
+      add_text(chat, d.text)
+    elseif d.type == "input_json_delta" and type(d.partial_json) == "string" then
+      for _, call in pairs(chat.tool_calls) do
+        if call._index == obj.index then call.input = call.input .. d.partial_json end
+      end
+    end
+  elseif name == "message_delta" then
+    if type(obj.delta) == "table" and type(obj.delta.stop_reason) == "string" then
+      chat.finish_reason = obj.delta.stop_reason
+    end
+    if type(obj.usage) == "table" then
+      chat.usage = chat.usage or {}
+      for k, v in pairs(obj.usage) do chat.usage[k] = v end
+    end
+  elseif name == "message_stop" then
+    return "done"
+  end
+end
+
+-- The iterator ------------------------------------------------------------
+
+local function eof_error(chat)
+  return core.error("eof", ("the %s stream ended before its end marker: the answer is truncated")
+    :format(chat.format == "anthropic" and "Messages" or "chat completion"))
+end
+
+-- Ends the underlying stream as `done` (the end marker) or with err; never
+-- reconnects after the end marker.
+local function settle(chat, err)
+  local s = chat.stream
+  if err then
+    chat.error = err
+    stream.finish(s, err.kind, err)
+  else
+    chat.done = true
+    stream.finish(s, "done")
+  end
+  settle_stats(chat)
+end
+
+--- One step of the `for` loop: the next text delta, or nil at the end.
+-- Raises the error that ended the chat.
+function Chat:__call()
+  local pending = self._pending
+  while true do
+    local i = self._next_pending
+    if i <= #pending then
+      local text = pending[i]
+      pending[i] = nil
+      self._next_pending = i + 1
+      return text
+    end
+    self._next_pending = 1
+    if self.error then error(self.error, 0) end
+    if self.done or self.stream.reason == "aborted" then return nil end
+    local s = self.stream
+    local ev, err = s:next()
+    if ev then
+      local mark, e = self._handle(self, ev)
+      if mark == "done" or e then settle(self, e) end
+    else
+      if not err and s.reason == "done" then err = eof_error(self) end
+      self.error = err
+      settle_stats(self)
+      if err then error(err, 0) end
+      return nil
+    end
+  end
+end
+
+--- `chat:close()`: abort the transfer if it still runs; also `__close`.
+function Chat:close()
+  if self.stream then self.stream:close() end
+end
+Chat.__close = Chat.close
+
+--- `chat:abort([reason])`: stop the chat now (callbacks: onabort fires).
+function Chat:abort(why)
+  if self.stream then self.stream:abort(why) end
+end
+
+-- Building the request ------------------------------------------------------
+
+-- The API root plus the endpoint's path; a query string (Azure's
+-- ?api-version=...) stays at the end.
+local function endpoint(base, anthropic)
+  local root, query = base:match("^([^?]*)(.*)$")
+  root = root:gsub("/+$", "")
+  local path = anthropic and "/messages" or "/chat/completions"
+  if root:sub(-#path) ~= path then root = root .. path end
+  return root .. query
+end
+
+--- `fetch.chat(client, base_url, opts)` -> chat, nil, nil, chat
+function _M.chat(client, base_url, opts)
+  if type(base_url) ~= "string" then
+    usage("bad argument #1 to 'chat' (base URL string expected, got %s)", type(base_url))
+  end
+  if type(opts) ~= "table" then usage("bad argument #2 to 'chat' (options table expected)") end
+  local anthropic = opts.format == "anthropic"
+    or (opts.format == nil and base_url:match("^[^?]*"):gsub("/+$", ""):find("/messages$") ~= nil)
+  local req_opts, body, chat_opts = {}, {}, {}
+  local request_names = request.REQUEST_OPTIONS
+  for name, value in pairs(opts) do
+    if NOT_FOR_CHAT[name] then
+      usage("option '%s' is not for 'chat' (the helper builds the request)", tostring(name))
+    elseif CHAT_OPTIONS[name] then
+      chat_opts[name] = value
+    elseif request_names[name] then
+      req_opts[name] = value
+    else
+      body[name] = value -- any other field goes to the API as is
+    end
+  end
+  options.check("chat", chat_opts, CHAT_OPTIONS)
+  if chat_opts.model == nil then usage("'chat' needs a model") end
+  if chat_opts.messages == nil then usage("'chat' needs messages") end
+  body.model, body.messages, body.stream = chat_opts.model, chat_opts.messages, true
+  local headers = {}
+  for k, v in pairs(req_opts.headers or {}) do headers[k] = v end
+  if anthropic then
+    body.max_tokens = body.max_tokens or ANTHROPIC_MAX_TOKENS
+    if chat_opts.api_key then headers["x-api-key"] = chat_opts.api_key end
+    headers["anthropic-version"] = headers["anthropic-version"] or ANTHROPIC_VERSION
+  elseif chat_opts.api_key then
+    headers.authorization = "Bearer " .. chat_opts.api_key
+  end
+  req_opts.headers, req_opts.json, req_opts.method = headers, body, "POST"
+
+  local chat = setmetatable({
+    format = anthropic and "anthropic" or "openai",
+    text = "", tool_calls = {}, stats = {},
+    _parts = {}, _pending = {}, _next_pending = 1, _deltas = 0,
+    _handle = anthropic and anthropic_event or openai_event,
+    _started = now(),
+  }, Chat)
+  local url = endpoint(base_url, anthropic)
+
+  local ontext, ondone, onerror = chat_opts.ontext, chat_opts.ondone, chat_opts.onerror
+  if ontext or ondone or onerror or chat_opts.onabort then
+    -- Callback form: driven by run(), like any fetch.stream.
+    req_opts.onmessage = function(ev)
+      local mark, err = chat._handle(chat, ev)
+      local pending = chat._pending
+      for i = 1, #pending do
+        local text = pending[i]
+        pending[i] = nil
+        if ontext then ontext(text) end
+        if chat.stream.reason then return end
+      end
+      if mark == "done" or err then settle(chat, err) end
+    end
+    req_opts.onclose = function()
+      settle_stats(chat)
+      if chat.done then
+        if ondone then ondone(chat) end
+      else -- the server ended the response before the end marker
+        chat.error = eof_error(chat)
+        if onerror then onerror(chat.error) end
+      end
+    end
+    req_opts.onerror = function(err)
+      chat.error = chat.error or err
+      settle_stats(chat)
+      if onerror then onerror(err) end
+    end
+    req_opts.onabort = chat_opts.onabort
+    chat.stream = client:stream(url, req_opts)
+    return chat
+  end
+  chat.stream = client:_start("chat", url, req_opts, false, "events")
+  return chat, nil, nil, chat
+end
+
+return _M
