@@ -231,19 +231,24 @@ static int parser_tostring(lua_State *L) {
   return 1;
 }
 
-/* core.parser(max_size [, onretry [, oncomment]]) -> parser */
+/* core.parser(max_size [, onretry [, oncomment [, last_event_id]]]) -> parser */
 static int parser_new(lua_State *L) {
   lua_Integer max = luaL_checkinteger(L, 1);
   unsigned flags = 0;
   lparser *lp;
   if (max <= 0) fs_usage(L, "max_event_size must be a positive integer");
-  lua_settop(L, 3);
+  lua_settop(L, 4);
   if (!lua_isnil(L, 2)) flags |= SSE_WANT_RETRY;
   if (!lua_isnil(L, 3)) flags |= SSE_WANT_COMMENTS;
   lp = (lparser *)lua_newuserdatauv(L, sizeof *lp, 3);
   memset(lp, 0, sizeof *lp);
   sse_init(&lp->p, (size_t)max, flags);
   luaL_setmetatable(L, PARSER_T);
+  if (lua_isstring(L, 4)) {
+    size_t len;
+    const char *id = lua_tolstring(L, 4, &len);
+    if (sse_set_last_id(&lp->p, id, len) != SSE_NEED_MORE) return luaL_error(L, "not enough memory");
+  }
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, UV_ONRETRY);
   lua_pushvalue(L, 3);

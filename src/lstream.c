@@ -148,49 +148,39 @@ static struct curl_slist *header_list(lua_State *L, int t, int *ok) {
   return list;
 }
 
-/*
-** core.stream_start(client, req) -> stream | nil, err
-** req: { url, method, body, headers = { "Name: value", ... }, user_agent,
-** proxy, ca_file, connect_timeout, first_byte_timeout, idle_timeout,
-** timeout (all in ms), max_redirects, http_version, insecure,
-** accept_encoding, queue_limit }, already checked by the Lua layer.
-*/
-static int stream_start(lua_State *L) {
-  lclient *c = checkclient(L, 1);
+/* Set up s's easy handle from the request table at req_idx and start it on
+** the client at client_idx. Returns 1, or pushes nil, err and returns 2. */
+static int start_transfer(lua_State *L, lstream *s, int sidx, int client_idx,
+                          int req_idx) {
+  lclient *c = checkclient(L, client_idx);
   fs_request req;
-  lstream *s;
   CURLcode rc;
   CURLMcode mrc;
   int ok;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  s = fs_newobject(L, sizeof *s, 3, STREAM_T); /* 3: the stream */
   s->closed = 1; /* until the easy handle exists */
   if (fs_stream_init(&s->s) != 0) return luaL_error(L, "curl_easy_init failed");
   s->closed = 0;
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, 3, UV_CLIENT);
 
   memset(&req, 0, sizeof req);
-  req.url = opt_string(L, 2, "url");
-  req.method = opt_string(L, 2, "method");
-  if (!req.url || !req.method) fs_usage(L, "stream_start needs url and method");
-  lua_getfield(L, 2, "body");
+  req.url = opt_string(L, req_idx, "url");
+  req.method = opt_string(L, req_idx, "method");
+  if (!req.url || !req.method) fs_usage(L, "a request needs url and method");
+  lua_getfield(L, req_idx, "body");
   if (lua_isstring(L, -1)) req.body = lua_tolstring(L, -1, &req.body_len);
-  lua_setiuservalue(L, 3, UV_BODY); /* pins the body for curl */
-  req.user_agent = opt_string(L, 2, "user_agent");
-  req.proxy = opt_string(L, 2, "proxy");
-  req.ca_file = opt_string(L, 2, "ca_file");
-  req.connect_timeout_ms = opt_long(L, 2, "connect_timeout");
-  req.first_byte_timeout_ms = opt_long(L, 2, "first_byte_timeout");
-  req.idle_timeout_ms = opt_long(L, 2, "idle_timeout");
-  req.total_timeout_ms = opt_long(L, 2, "timeout");
-  req.max_redirects = opt_long(L, 2, "max_redirects");
-  req.http_version = http_version(opt_string(L, 2, "http_version"));
-  req.insecure = opt_bool(L, 2, "insecure");
-  req.accept_encoding = opt_bool(L, 2, "accept_encoding");
-  req.queue_limit = (size_t)opt_long(L, 2, "queue_limit");
-  req.headers = header_list(L, 2, &ok);
+  lua_setiuservalue(L, sidx, UV_BODY); /* pins the body for curl */
+  req.user_agent = opt_string(L, req_idx, "user_agent");
+  req.proxy = opt_string(L, req_idx, "proxy");
+  req.ca_file = opt_string(L, req_idx, "ca_file");
+  req.connect_timeout_ms = opt_long(L, req_idx, "connect_timeout");
+  req.first_byte_timeout_ms = opt_long(L, req_idx, "first_byte_timeout");
+  req.idle_timeout_ms = opt_long(L, req_idx, "idle_timeout");
+  req.total_timeout_ms = opt_long(L, req_idx, "timeout");
+  req.max_redirects = opt_long(L, req_idx, "max_redirects");
+  req.http_version = http_version(opt_string(L, req_idx, "http_version"));
+  req.insecure = opt_bool(L, req_idx, "insecure");
+  req.accept_encoding = opt_bool(L, req_idx, "accept_encoding");
+  req.queue_limit = (size_t)opt_long(L, req_idx, "queue_limit");
+  req.headers = header_list(L, req_idx, &ok);
   if (!ok) {
     curl_slist_free_all(req.headers);
     return luaL_error(L, "not enough memory");
@@ -207,6 +197,44 @@ static int stream_start(lua_State *L) {
                  curl_multi_strerror(mrc));
     return 2;
   }
+  return 1;
+}
+
+/*
+** core.stream_start(client, req) -> stream | nil, err
+** req: { url, method, body, headers = { "Name: value", ... }, user_agent,
+** proxy, ca_file, connect_timeout, first_byte_timeout, idle_timeout,
+** timeout (all in ms), max_redirects, http_version, insecure,
+** accept_encoding, queue_limit }, already checked by the Lua layer.
+*/
+static int stream_start(lua_State *L) {
+  lstream *s;
+  checkclient(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  s = fs_newobject(L, sizeof *s, 3, STREAM_T); /* 3: the stream */
+  s->closed = 1;
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, 3, UV_CLIENT);
+  if (start_transfer(L, s, 3, 1, 2) == 2) return 2;
+  lua_settop(L, 3);
+  return 1;
+}
+
+/*
+** core.stream_restart(s, req) -> s | nil, err
+** A new transfer for the same stream object (a reconnection): the old one
+** is freed first, whatever state it was in.
+*/
+static int stream_restart(lua_State *L) {
+  lstream *s = tostream(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (!s->closed) fs_stream_free(&s->s);
+  s->closed = 1;
+  lua_getiuservalue(L, 1, UV_CLIENT); /* 3 */
+  if (start_transfer(L, s, 1, 3, 2) == 2) return 2;
+  lua_settop(L, 1);
   return 1;
 }
 
@@ -357,6 +385,7 @@ static const luaL_Reg functions[] = {
   {"client_wait", client_wait},
   {"client_free", client_gc},
   {"stream_start", stream_start},
+  {"stream_restart", stream_restart},
   {"stream_headers", stream_headers},
   {"stream_read", stream_read},
   {"stream_queued", stream_queued},

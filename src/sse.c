@@ -92,6 +92,13 @@ void sse_free(sse_parser *p) {
   p->has_data = 0;
 }
 
+sse_result sse_set_last_id(sse_parser *p, const char *id, size_t len) {
+  if (!buf_set(&p->id_buf, id, len) || !buf_set(&p->last_id, id, len))
+    return SSE_NOMEM;
+  p->id_changed = 0;
+  return SSE_NEED_MORE;
+}
+
 void sse_input_set(sse_input *in, const char *buf, size_t len) {
   in->pos = buf;
   in->end = buf + len;

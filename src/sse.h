@@ -94,6 +94,10 @@ void sse_init(sse_parser *p, size_t max_size, unsigned flags);
 void sse_reset(sse_parser *p); /* a new stream: keeps max_size, flags, memory */
 void sse_free(sse_parser *p);  /* frees the buffers; sse_init again to reuse */
 
+/* Set the last event ID (string and buffer), as a reconnecting client
+** starts with the ID it sent. Returns SSE_NOMEM on failure. */
+sse_result sse_set_last_id(sse_parser *p, const char *id, size_t len);
+
 void sse_input_set(sse_input *in, const char *buf, size_t len);
 
 /*

@@ -39,6 +39,7 @@ function Client:_start(fname, url, opts, callbacks, want)
   if core.is_closed(self) then usage("attempt to use a closed client ('%s')", fname) end
   local events = callbacks and wants_events(opts or {}, true) or want == "events"
   local req, checked = request.build(fname, url, opts, callbacks, events and "text/event-stream" or nil)
+  request.set_last_event_id(req, checked.last_event_id)
   local s, err = core.stream_start(self, req)
   if not s then error(err, 0) end
   s._client = self
@@ -49,14 +50,9 @@ function Client:_start(fname, url, opts, callbacks, want)
   s._want = events and "events" or callbacks and "raw" or want
   s._max = checked.max_event_size or request.DEFAULT_MAX_EVENT_SIZE
   s.last_event_id = checked.last_event_id or ""
-  local onretry, oncomment = checked.onretry, checked.oncomment
-  -- The parser's hooks run inside p:feed: protected like every callback.
-  s._parser = core.parser(s._max,
-    function(ms)
-      s.retry = ms
-      if onretry then stream.call(s, "onretry", onretry, ms) end
-    end,
-    oncomment and function(text) stream.call(s, "oncomment", oncomment, text) end)
+  s._req = req
+  s._reconnect = request.reconnect_policy(checked.reconnect)
+  s._parser = stream.new_parser(s)
   if callbacks then
     s._callbacks = checked
     self._active[s] = true
@@ -105,7 +101,12 @@ function Client:run(timeout)
     raise_pending(self)
     if next(self._active) == nil then return true end
     if deadline and now() >= deadline then return false end
-    core.client_wait(self, deadline and deadline - now() or 60)
+    local wake = deadline
+    for s in pairs(self._active) do -- a stream waiting to reconnect
+      local at = s._reconnect_at
+      if at and (wake == nil or at < wake) then wake = at end
+    end
+    core.client_wait(self, wake and wake - now() or 60)
   end
 end
 

@@ -36,6 +36,23 @@ end
 
 local function any(_) return nil end
 
+local RECONNECT_FIELDS = {
+  retries = function(v) if math.type(v) ~= "integer" or v < 0 then return "a whole number >= 0" end end,
+  delay = function(v) if type(v) ~= "number" or v < 0 then return "seconds >= 0" end end,
+  max_delay = function(v) if type(v) ~= "number" or v < 0 then return "seconds >= 0" end end,
+}
+
+local function reconnect(v)
+  if type(v) == "boolean" then return nil end
+  if type(v) ~= "table" then return "a boolean or { retries =, delay =, max_delay = }" end
+  for k, x in pairs(v) do
+    local check = RECONNECT_FIELDS[k]
+    if not check then return ("a table without '%s' (retries, delay, max_delay)"):format(tostring(k)) end
+    local expected = check(x)
+    if expected then return ("%s in reconnect: %s"):format(k, expected) end
+  end
+end
+
 local function handlers(v)
   if type(v) ~= "table" then return "a table of event name = function" end
   for name, fn in pairs(v) do
@@ -57,6 +74,7 @@ local REQUEST_OPTIONS = {
   timeout = options.seconds,
   max_event_size = options.positive_integer,
   last_event_id = options.string,
+  reconnect = reconnect,
   follow_redirects = redirects,
   insecure = options.boolean,
   ca_file = options.string,
@@ -150,13 +168,12 @@ function _M.build(fname, url, opts, callbacks, accept)
     lines[#lines + 1] = "Content-Type: application/json"
   end
   if accept and not given["accept"] then lines[#lines + 1] = "Accept: " .. accept end
-  if opts.last_event_id and opts.last_event_id ~= "" then
-    lines[#lines + 1] = check_header(fname, "Last-Event-ID", opts.last_event_id)
-  end
+  if opts.last_event_id then check_header(fname, "Last-Event-ID", opts.last_event_id) end
   if body then lines[#lines + 1] = "Expect:" end -- no 100-continue round trip
 
   local follow = opts.follow_redirects
   local req = {
+    base_headers = lines, -- Last-Event-ID is added per connection
     url = url,
     method = method,
     body = body,
@@ -176,6 +193,32 @@ function _M.build(fname, url, opts, callbacks, accept)
     queue_limit = _M.QUEUE_LIMIT,
   }
   return req, opts
+end
+
+_M.DEFAULT_RECONNECT_DELAY = 3
+_M.DEFAULT_RECONNECT_MAX_DELAY = 30
+
+--- The reconnect option as { retries =, delay =, max_delay = }, or nil.
+function _M.reconnect_policy(opt)
+  if not opt then return nil end
+  local t = type(opt) == "table" and opt or {}
+  return {
+    retries = t.retries, -- nil: no limit, as EventSource
+    delay = t.delay or _M.DEFAULT_RECONNECT_DELAY,
+    max_delay = t.max_delay or _M.DEFAULT_RECONNECT_MAX_DELAY,
+    failures = 0, -- consecutive reconnections without an event in between
+  }
+end
+
+--- Set req.headers for one connection: the request's own headers and, when
+-- there is one, the last event ID.
+function _M.set_last_event_id(req, id)
+  local lines = req.base_headers
+  if id and id ~= "" then
+    lines = table.move(lines, 1, #lines, 1, {})
+    lines[#lines + 1] = "Last-Event-ID: " .. id
+  end
+  req.headers = lines
 end
 
 --- Parse header lines ("Name: value\n"...) into a table with lower-case

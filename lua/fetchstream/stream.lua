@@ -8,7 +8,7 @@ local core = require "fetchstream.core"
 local request = require "fetchstream.request"
 local json = require("cjson").new()
 
-local error, pcall, tostring, type = error, pcall, tostring, type
+local error, pcall, tonumber, tostring, type = error, pcall, tonumber, tostring, type
 local table_concat = table.concat
 local now = core.now
 
@@ -36,6 +36,22 @@ local function pop(q)
   q[i] = nil
   q.first = i + 1
   return v
+end
+
+--- A parser for the stream's next connection. The last event ID carries
+-- over (it is sent as Last-Event-ID); the rest starts afresh, as for a new
+-- EventSource connection. Its hooks run inside p:feed, protected like every
+-- callback.
+function _M.new_parser(s)
+  local opts = s._opts
+  local onretry, oncomment = opts.onretry, opts.oncomment
+  return core.parser(s._max,
+    function(ms)
+      s.retry = ms
+      if onretry then _M.call(s, "onretry", onretry, ms) end
+    end,
+    oncomment and function(text) _M.call(s, "oncomment", oncomment, text) end,
+    s.last_event_id)
 end
 
 -- Ending ------------------------------------------------------------------
@@ -118,6 +134,52 @@ local function outcome(s)
   return "network", core.error("network", c, { code = a, curl = b })
 end
 
+-- Reconnection (EventSource's rules; off unless the reconnect option is set)
+
+-- Seconds from a Retry-After header (delay-seconds form), or nil.
+local function retry_after(headers)
+  local v = headers and headers["retry-after"]
+  local secs = v and tonumber(v:match("^%s*(%d+)%s*$"))
+  return secs
+end
+
+--- Instead of ending with (reason, err), wait and connect again, when the
+-- stream reconnects and the ending allows it. Returns true if it will.
+local function schedule_reconnect(s, reason, err)
+  local rc = s._reconnect
+  if not rc then return false end
+  local wait_for_server
+  if reason == "http" then
+    if err.status ~= 429 and err.status ~= 503 then return false end
+    wait_for_server = retry_after(err.headers)
+  elseif reason == "timeout" then
+    if err.timeout == "total" then return false end
+  elseif reason ~= "network" and reason ~= "done" then
+    return false -- aborted, protocol, callback, api, eof: for good
+  end
+  if reason == "done" and s.status == 204 then return false end -- 204: stop for good
+  rc.failures = rc.failures + 1
+  if rc.retries and rc.failures > rc.retries then return false end
+  local base = s.retry and s.retry / 1000 or rc.delay
+  local wait = math.min(math.max(rc.max_delay, base), base * 2 ^ (rc.failures - 1))
+  wait = math.max(base, math.min(wait * (1 + 0.2 * math.random()), math.max(rc.max_delay, base)))
+  if wait_for_server then wait = math.max(wait_for_server, base) end
+  s._reconnect_at = now() + wait
+  core.stream_free(s) -- the old transfer goes; the stream object stays
+  return true
+end
+
+-- Connect again: same request, the last event ID in Last-Event-ID.
+local function reconnect(s)
+  s._reconnect_at = nil
+  s._response, s._refused, s._ct_checked = nil, nil, nil
+  s.reconnects = (s.reconnects or 0) + 1
+  request.set_last_event_id(s._req, s.last_event_id)
+  s._parser = _M.new_parser(s)
+  local ok, err = core.stream_restart(s, s._req)
+  if not ok then finish(s, err.kind, err) end
+end
+
 -- The readable part of an error body: a JSON API's message, else the text.
 local function body_message(body, decoded)
   if type(decoded) == "table" then
@@ -141,7 +203,9 @@ local function refuse(s)
   local message = body_message(body, fields.json)
   if s._refused.kind == "http" then
     if message == "" then message = "HTTP status " .. s.status end
-    return finish(s, "http", core.error("http", message, fields))
+    local err = core.error("http", message, fields)
+    if schedule_reconnect(s, "http", err) then return end
+    return finish(s, "http", err)
   end
   finish(s, "protocol", core.error("protocol", s._refused.message, fields))
 end
@@ -180,6 +244,8 @@ end
 -- Delivering body bytes ---------------------------------------------------
 
 local function emit_event(s, ev)
+  local rc = s._reconnect
+  if rc then rc.failures = 0 end -- the connection worked: back-off starts over
   local cb = s._callbacks
   if not cb then return push(s._queue, ev) end
   local fn = cb.on and cb.on[ev.event]
@@ -256,6 +322,11 @@ end
 -- something happened.
 function _M.advance(s)
   if s.reason then return false end
+  if s._reconnect_at then
+    if now() < s._reconnect_at then return false end
+    reconnect(s)
+    return true
+  end
   if not s._response then
     local status, lines, url = core.stream_headers(s)
     if status then
@@ -264,7 +335,8 @@ function _M.advance(s)
     end
     local _, ended = core.stream_queued(s)
     if not ended then return false end
-    finish(s, outcome(s)) -- ended before any response: a failure
+    local reason, err = outcome(s) -- ended before any response: a failure
+    if not schedule_reconnect(s, reason, err) then finish(s, reason, err) end
     return true
   end
   -- A stream from fetch.open holds its body until a reader says what it wants.
@@ -284,7 +356,7 @@ function _M.advance(s)
     if reason == "done" and s._want == "lines" and #parts > 0 then -- a last line without LF
       push(s._queue, table_concat(parts))
     end
-    finish(s, reason, err)
+    if not schedule_reconnect(s, reason, err) then finish(s, reason, err) end
   end
   return true
 end
@@ -310,7 +382,9 @@ local function wait_for(s, deadline, ready)
       idle = false
     elseif idle then -- a step brought nothing: sleep until there is activity
       if deadline and now() >= deadline then return end
-      core.client_wait(c, deadline and deadline - now() or 60)
+      local wake = deadline
+      if s._reconnect_at and (wake == nil or s._reconnect_at < wake) then wake = s._reconnect_at end
+      core.client_wait(c, wake and wake - now() or 60)
       c:_step()
     else
       c:_step()
