@@ -21,6 +21,23 @@ stub.CANNED_TOKENS = {
 }
 stub.CANNED_ANSWER = table.concat(stub.CANNED_TOKENS)
 
+-- The tool calls that /v1/chat/completions?tools=1 streams. Each call's
+-- arguments arrive in these pieces, one delta each (OpenAI style).
+stub.TOOL_CALL_PIECES = {
+  { id = "call_1", name = "get_weather", pieces = { '{"city":', '"Paris",', '"unit":', '"c"}' } },
+  { id = "call_2", name = "get_time", pieces = { '{"tz":', '"CET"}' } },
+}
+
+-- The same calls in OpenAI's final (non-streamed) shape, as a chat helper
+-- should rebuild them: { {id=, type="function", ["function"]={name=, arguments=}}, ... }.
+stub.TOOL_CALLS = {}
+for i, call in ipairs(stub.TOOL_CALL_PIECES) do
+  stub.TOOL_CALLS[i] = {
+    id = call.id, type = "function",
+    ["function"] = { name = call.name, arguments = table.concat(call.pieces) },
+  }
+end
+
 local here = debug.getinfo(1, "S").source
 here = here:sub(1, 1) == "@" and here:sub(2) or here
 stub.DIR = here:match("^(.*)[/\\]") or "."
@@ -68,7 +85,9 @@ function Server:get(path, timeout)
   return status, body
 end
 
--- What the server saw for requests carrying tag=T: { closed =, requests = }.
+-- What the server saw for requests carrying tag=T: { closed =, requests = },
+-- plus last_event_ids = { ... } and connections = n once a /feed request
+-- carried the tag.
 function Server:log(tag)
   local status, body = self:get("/log?tag=" .. tostring(tag):gsub("[^%w%-_%.~]", function(c)
     return string.format("%%%02X", c:byte())

@@ -53,17 +53,22 @@ local function log(...)
   end
 end
 
--- The canned chat answer lives in init.lua (stub.CANNED_TOKENS) so that the
--- specs and the server share one copy.
-local CANNED_TOKENS
+-- The canned chat answer and tool calls live in init.lua (stub.CANNED_TOKENS,
+-- stub.TOOL_CALL_PIECES) so that the specs and the server share one copy.
+local CANNED_TOKENS, TOOL_CALL_PIECES
 do
   local dir = (arg and arg[0] or ""):match("^(.*[/\\])") or "./"
   local ok, mod = pcall(dofile, dir .. "init.lua")
   if ok and type(mod) == "table" and mod.CANNED_TOKENS then
     CANNED_TOKENS = mod.CANNED_TOKENS
+    TOOL_CALL_PIECES = mod.TOOL_CALL_PIECES
   else
     CANNED_TOKENS = { "Hello", "!", " I", " am", " the", " stub", "." }
   end
+  TOOL_CALL_PIECES = TOOL_CALL_PIECES or {
+    { id = "call_1", name = "get_weather", pieces = { '{"city":', '"Paris",', '"unit":', '"c"}' } },
+    { id = "call_2", name = "get_time", pieces = { '{"tz":', '"CET"}' } },
+  }
 end
 
 ---------------------------------------------------------------------------
@@ -159,8 +164,10 @@ local quitting = false
 local Conn = {}
 Conn.__index = Conn
 
+local conn_ids = 0
 local function new_conn(sock)
-  return setmetatable({ sock = sock, buf = "", pos = 1, dead = false }, Conn)
+  conn_ids = conn_ids + 1
+  return setmetatable({ sock = sock, buf = "", pos = 1, dead = false, id = conn_ids }, Conn)
 end
 
 -- The client went away (send failed or the socket read as closed).
@@ -302,7 +309,7 @@ local REASONS = {
   [413] = "Payload Too Large", [418] = "I'm a teapot", [422] = "Unprocessable Entity",
   [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
   [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
-  [503] = "Service Unavailable", [504] = "Gateway Timeout",
+  [503] = "Service Unavailable", [504] = "Gateway Timeout", [529] = "Site Overloaded",
 }
 
 -- framing: "chunked" | "close" (body ends when the connection closes) |
@@ -379,11 +386,17 @@ local function qnum(q, name, default)
   return v
 end
 
+-- noct=1 on the streaming routes: no Content-Type header at all.
+local function without_ct(q, headers)
+  if q.noct == "1" then table.remove(headers, 1) end
+  return headers
+end
+
 -- Status and Content-Type overrides common to the streaming routes.
 local function stream_head(c, req, default_ct, extra)
   local q = req.query
-  local headers = { { "Content-Type", q.ct or default_ct or "text/event-stream" },
-                    { "Cache-Control", "no-cache" } }
+  local headers = without_ct(q, { { "Content-Type", q.ct or default_ct or "text/event-stream" },
+                                  { "Cache-Control", "no-cache" } })
   for _, h in ipairs(extra or {}) do headers[#headers + 1] = h end
   return c:head(math.tointeger(qnum(q, "status", 200)) or 200, headers, "chunked")
 end
@@ -450,7 +463,7 @@ routes["/sse"] = function(c, req)
   if k <= 0 then k = math.max(#body, 1) end
   local delay = qnum(q, "delay", 0)
   local framing = q.framing or "chunked"
-  local headers = { { "Content-Type", q.ct or "text/event-stream" }, { "Cache-Control", "no-cache" } }
+  local headers = without_ct(q, { { "Content-Type", q.ct or "text/event-stream" }, { "Cache-Control", "no-cache" } })
   local status = math.tointeger(qnum(q, "status", 200)) or 200
   if framing == "length" then framing = #body
   elseif framing ~= "close" then framing = "chunked" end
@@ -594,8 +607,85 @@ end
 
 routes["/log"] = function(c, req)
   local e = tags[req.query.tag or ""] or { closed = false, requests = 0 }
+  local feed = ""
+  if e.last_event_ids then -- only once a /feed request carried the tag
+    local ids = {}
+    for i, v in ipairs(e.last_event_ids) do ids[i] = jstr(v) end
+    local nconn = 0
+    for _ in pairs(e.feed_conns) do nconn = nconn + 1 end
+    feed = sfmt(',"last_event_ids":[%s],"connections":%d', concat(ids, ","), nconn)
+  end
   c:respond(200, "application/json",
-    sfmt('{"closed":%s,"requests":%d}', e.closed and "true" or "false", e.requests))
+    sfmt('{"closed":%s,"requests":%d%s}', e.closed and "true" or "false", e.requests, feed))
+end
+
+-- A feed of events 1..n that drops the connection after drop_after events
+-- and honours Last-Event-ID: a client that reconnects gets all n in the end,
+-- and a 204 once it has them all (EventSource's "stop reconnecting").
+routes["/feed"] = function(c, req)
+  local q = req.query
+  local n = math.tointeger(qnum(q, "n", 10)) or 10
+  local drop_after = math.tointeger(tonumber(q.drop_after)) -- nil: never drop
+  local delay = qnum(q, "delay", 0)
+  local lei = req.headers["last-event-id"]
+  if q.tag then
+    local e = tag_entry(q.tag)
+    e.last_event_ids = e.last_event_ids or {}
+    e.feed_conns = e.feed_conns or {}
+    e.last_event_ids[#e.last_event_ids + 1] = lei or ""
+    e.feed_conns[c.id] = true
+  end
+  local start = 1
+  local last = lei and math.tointeger(tonumber(lei))
+  if last then start = last + 1 end
+  if start > n then -- the client has every event: 204 tells EventSource to stop
+    c:respond(204, nil, "")
+    return
+  end
+  if not stream_head(c, req) then return end
+  if q.retry and not c:chunk("retry: " .. q.retry .. "\n\n") then return end
+  local sent = 0
+  for i = start, n do
+    if drop_after and sent >= drop_after then
+      c.keep = false -- the socket is closed without the terminating chunk
+      return
+    end
+    if sent > 0 and delay > 0 and not c:sleep(delay) then return end
+    if not c:chunk(event_text(q, i, "event " .. i)) then return end
+    sent = sent + 1
+  end
+  c:finish()
+end
+
+local function error_message(code)
+  if code == 429 then return "rate limited" end
+  return "status " .. code
+end
+
+-- The first `fail` requests per tag fail with `status`, later ones stream.
+local flaky_counts = {}
+routes["/flaky"] = function(c, req)
+  local q = req.query
+  local key = q.tag or ""
+  local count = (flaky_counts[key] or 0) + 1
+  flaky_counts[key] = count
+  if count <= (math.tointeger(qnum(q, "fail", 1)) or 1) then
+    local code = math.tointeger(qnum(q, "status", 503)) or 503
+    local extra = {}
+    if q.retry_after then extra[1] = { "Retry-After", q.retry_after } end
+    c:respond(code, "application/json", sfmt('{"error":{"message":%s}}', jstr(error_message(code))), extra)
+    return
+  end
+  local n, start = count_events(q, req)
+  local delay = qnum(q, "delay", 0)
+  if not c:head(200, { { "Content-Type", q.ct or "text/event-stream" }, { "Cache-Control", "no-cache" } },
+    "chunked") then return end
+  if q.retry and not c:chunk("retry: " .. q.retry .. "\n\n") then return end
+  for i = start, start + n - 1 do
+    if i > start and delay > 0 and not c:sleep(delay) then return end
+    if not c:chunk(event_text(q, i, i)) then return end
+  end
+  c:finish()
 end
 
 routes["/headers"] = function(c, req)
@@ -621,12 +711,51 @@ local function status_route(c, req, code)
   c:respond(code, ct, body, extra)
 end
 
+-- LLM routes: shared checks ------------------------------------------------
+
+-- key=K: the request must carry "Authorization: Bearer K" (or, where
+-- allow_x_api_key is set, Anthropic's "x-api-key: K").
+local function auth_ok(req, allow_x_api_key)
+  local key = req.query.key
+  if not key then return true end
+  local h = req.headers
+  if h["authorization"] == "Bearer " .. key then return true end
+  return allow_x_api_key and h["x-api-key"] == key or false
+end
+
+-- status=/retry_after= on the LLM routes: a non-2xx status is answered with a
+-- JSON error body (error_body(code)) before the request body is looked at.
+-- Returns true when it answered.
+local function llm_status(c, req, error_body)
+  local q = req.query
+  local code = math.tointeger(qnum(q, "status", 200)) or 200
+  if code >= 200 and code < 300 then return false end
+  local extra = {}
+  if q.retry_after then extra[1] = { "Retry-After", q.retry_after } end
+  c:respond(code, q.ct or "application/json", error_body(code), extra)
+  return true
+end
+
+-- A count parameter (truncate, error_after, ...): nil when absent or < 0.
+local function qcount(q, name)
+  local v = math.tointeger(tonumber(q[name]))
+  if v and v >= 0 then return v end
+  return nil
+end
+
 -- OpenAI-compatible chat completions ---------------------------------------
 
 local function chat_chunk(model, delta, finish)
   return sfmt('data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,'
     .. '"model":%s,"choices":[{"index":0,"delta":%s,"finish_reason":%s}]}\n\n',
     jstr(model), delta, finish and jstr(finish) or "null")
+end
+
+local CHAT_ERROR_EVENT =
+  'data: {"error":{"message":"stub: overloaded","type":"server_error","code":"overloaded"}}\n\n'
+
+local function openai_error(code)
+  return sfmt('{"error":{"message":%s}}', jstr(error_message(code)))
 end
 
 local function decode_body(c, req)
@@ -651,31 +780,83 @@ local function prompt_tokens(obj)
   return n
 end
 
+-- The stream of a chat answer: the first delta, then items {delta, counts}
+-- (counts: the item is a token for truncate/error_after/usage), then the
+-- finish reason.
+local function chat_plan(q)
+  local items = {}
+  if q.tools == "1" then
+    local first
+    for idx, call in ipairs(TOOL_CALL_PIECES) do
+      local head = sfmt('{"index":%d,"id":%s,"type":"function","function":{"name":%s,"arguments":""}}',
+        idx - 1, jstr(call.id), jstr(call.name))
+      if idx == 1 then
+        first = '{"role":"assistant","content":null,"tool_calls":[' .. head .. ']}'
+      else
+        items[#items + 1] = { '{"tool_calls":[' .. head .. ']}', false }
+      end
+      for _, piece in ipairs(call.pieces) do
+        items[#items + 1] = { sfmt('{"tool_calls":[{"index":%d,"function":{"arguments":%s}}]}',
+          idx - 1, jstr(piece)), true }
+      end
+    end
+    return first, items, "tool_calls"
+  end
+  for i, tok in ipairs(CANNED_TOKENS) do items[i] = { '{"content":' .. jstr(tok) .. '}', true } end
+  return '{"role":"assistant","content":""}', items, "stop"
+end
+
+local function chat_message_json(q)
+  if q.tools ~= "1" then
+    return '{"role":"assistant","content":' .. jstr(concat(CANNED_TOKENS)) .. '}', #CANNED_TOKENS
+  end
+  local calls, n = {}, 0
+  for i, call in ipairs(TOOL_CALL_PIECES) do
+    calls[i] = sfmt('{"id":%s,"type":"function","function":{"name":%s,"arguments":%s}}',
+      jstr(call.id), jstr(call.name), jstr(concat(call.pieces)))
+    n = n + #call.pieces
+  end
+  return '{"role":"assistant","content":null,"tool_calls":[' .. concat(calls, ",") .. ']}', n
+end
+
 local function chat_route(c, req)
   local q = req.query
+  if not auth_ok(req) then
+    c:respond(401, "application/json", '{"error":{"message":"invalid api key"}}')
+    return
+  end
+  if llm_status(c, req, openai_error) then return end
   local obj = decode_body(c, req)
   if not obj then return end
   local model = type(obj.model) == "string" and obj.model or "stub"
   local delay = qnum(q, "delay", 30)
-  local ntok = #CANNED_TOKENS
-  local truncate = math.tointeger(qnum(q, "truncate", -1))
+  local truncate, error_after = qcount(q, "truncate"), qcount(q, "error_after")
   local ptok = prompt_tokens(obj)
   if obj.stream ~= true then
+    local message, ntok = chat_message_json(q)
     local body = sfmt('{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,'
-      .. '"model":%s,"choices":[{"index":0,"message":{"role":"assistant","content":%s},'
-      .. '"finish_reason":"stop"}],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}',
-      jstr(model), jstr(concat(CANNED_TOKENS)), ptok, ntok, ptok + ntok)
+      .. '"model":%s,"choices":[{"index":0,"message":%s,'
+      .. '"finish_reason":%s}],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}',
+      jstr(model), message, jstr(q.tools == "1" and "tool_calls" or "stop"), ptok, ntok, ptok + ntok)
     c:respond(math.tointeger(qnum(q, "status", 200)) or 200, q.ct or "application/json", body)
     return
   end
+  local first, items, finish = chat_plan(q)
   if not stream_head(c, req) then return end
-  if not c:chunk(chat_chunk(model, '{"role":"assistant","content":""}')) then return end
-  for i, tok in ipairs(CANNED_TOKENS) do
-    if truncate and truncate >= 0 and i > truncate then return c:finish() end
+  if not c:chunk(chat_chunk(model, first)) then return end
+  local ntok = 0
+  for _, item in ipairs(items) do
+    if truncate and ntok >= truncate then return c:finish() end
+    if error_after and ntok >= error_after then break end
     if delay > 0 and not c:sleep(delay) then return end
-    if not c:chunk(chat_chunk(model, '{"content":' .. jstr(tok) .. '}')) then return end
+    if not c:chunk(chat_chunk(model, item[1])) then return end
+    if item[2] then ntok = ntok + 1 end
   end
-  if not c:chunk(chat_chunk(model, "{}", "stop")) then return end
+  if error_after and ntok >= error_after then
+    if not c:chunk(CHAT_ERROR_EVENT) then return end
+    return c:finish()
+  end
+  if not c:chunk(chat_chunk(model, "{}", finish)) then return end
   local so = obj.stream_options
   if type(so) == "table" and so.include_usage == true then
     if not c:chunk(sfmt('data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,'
@@ -688,14 +869,26 @@ end
 
 -- Anthropic Messages API ------------------------------------------------------
 
+local function anthropic_error(code)
+  local kind = (code == 429 and "rate_limit_error") or (code == 529 and "overloaded_error")
+    or (code == 401 and "authentication_error") or "api_error"
+  return sfmt('{"type":"error","error":{"type":"%s","message":%s}}', kind, jstr(error_message(code)))
+end
+
 local function anthropic_route(c, req)
   local q = req.query
+  if not auth_ok(req, true) then
+    c:respond(401, "application/json",
+      '{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}')
+    return
+  end
+  if llm_status(c, req, anthropic_error) then return end
   local obj = decode_body(c, req)
   if not obj then return end
   local model = type(obj.model) == "string" and obj.model or "stub"
   local delay = qnum(q, "delay", 30)
   local ntok = #CANNED_TOKENS
-  local truncate = math.tointeger(qnum(q, "truncate", -1))
+  local truncate, error_after = qcount(q, "truncate"), qcount(q, "error_after")
   local ptok = prompt_tokens(obj)
   if obj.stream ~= true then
     local body = sfmt('{"id":"msg_1","type":"message","role":"assistant","model":%s,'
@@ -713,16 +906,89 @@ local function anthropic_route(c, req)
     '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}') then return end
   if not ev("ping", '{"type":"ping"}') then return end
   for i, tok in ipairs(CANNED_TOKENS) do
-    if truncate and truncate >= 0 and i > truncate then return c:finish() end
+    if truncate and i > truncate then return c:finish() end
+    if error_after and i > error_after then break end
     if delay > 0 and not c:sleep(delay) then return end
     if not ev("content_block_delta", '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
       .. jstr(tok) .. '}}') then return end
+  end
+  if error_after and error_after <= ntok then
+    if not ev("error", '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}') then return end
+    return c:finish()
   end
   if not ev("content_block_stop", '{"type":"content_block_stop","index":0}') then return end
   if not ev("message_delta", sfmt('{"type":"message_delta","delta":{"stop_reason":"end_turn",'
     .. '"stop_sequence":null},"usage":{"output_tokens":%d}}', ntok)) then return end
   if not ev("message_stop", '{"type":"message_stop"}') then return end
   c:finish()
+end
+
+-- Ollama native chat (NDJSON) ----------------------------------------------------
+
+local OLLAMA_CREATED = "2024-01-01T00:00:00Z"
+
+local function ollama_error(code)
+  return sfmt('{"error":%s}', jstr(error_message(code)))
+end
+
+local function ollama_route(c, req)
+  local q = req.query
+  if not auth_ok(req) then
+    c:respond(401, "application/json", '{"error":"invalid api key"}')
+    return
+  end
+  if llm_status(c, req, ollama_error) then return end
+  local obj = cjson_safe.decode(req.body or "")
+  if type(obj) ~= "table" then
+    c:respond(400, "application/json", '{"error":"request body is not a JSON object"}')
+    return
+  end
+  local model = jstr(type(obj.model) == "string" and obj.model or "stub")
+  local ntok = #CANNED_TOKENS
+  local function final_line(content)
+    return sfmt('{"model":%s,"created_at":"%s","message":{"role":"assistant","content":%s},'
+      .. '"done":true,"done_reason":"stop","eval_count":%d}\n', model, OLLAMA_CREATED, jstr(content), ntok)
+  end
+  if obj.stream == false then -- Ollama streams unless told not to
+    c:respond(math.tointeger(qnum(q, "status", 200)) or 200, q.ct or "application/json",
+      (final_line(concat(CANNED_TOKENS)):gsub("\n$", "")))
+    return
+  end
+  local delay = qnum(q, "delay", 30)
+  local split_delay = qnum(q, "split_delay", 10)
+  local truncate, error_after = qcount(q, "truncate"), qcount(q, "error_after")
+  local bad_line = math.tointeger(tonumber(q.bad_line))
+  local lines = {}
+  for i, tok in ipairs(CANNED_TOKENS) do
+    lines[i] = sfmt('{"model":%s,"created_at":"%s","message":{"role":"assistant","content":%s},"done":false}\n',
+      model, OLLAMA_CREATED, jstr(tok))
+  end
+  lines[ntok + 1] = final_line("")
+  if bad_line and lines[bad_line] then lines[bad_line] = "this is not json\n" end
+  local function send_line(line)
+    if q.split ~= "1" or #line < 2 then return c:chunk(line) end
+    local half = #line // 2
+    if not c:chunk(ssub(line, 1, half)) then return nil end
+    if split_delay > 0 and not c:sleep(split_delay) then return nil end
+    return c:chunk(ssub(line, half + 1))
+  end
+  if not stream_head(c, req, "application/x-ndjson") then return end
+  for i, line in ipairs(lines) do
+    if i <= ntok and truncate and i > truncate then return c:finish() end
+    if error_after and error_after <= ntok and i == error_after + 1 then
+      if not send_line('{"error":"stub: overloaded"}\n') then return end
+      return c:finish()
+    end
+    if i > 1 and delay > 0 and not c:sleep(delay) then return end
+    if not send_line(line) then return end
+  end
+  c:finish()
+end
+
+local function post_only(c, req)
+  if req.method == "POST" then return true end
+  c:respond(405, "application/json", '{"error":{"message":"use POST"}}', { { "Allow", "POST" } })
+  return false
 end
 
 local function dispatch(c, req)
@@ -732,18 +998,13 @@ local function dispatch(c, req)
   local code = path:match("^/status/(%d%d%d)$")
   if code then return status_route(c, req, tonumber(code)) end
   if path:sub(-17) == "/chat/completions" then
-    if req.method ~= "POST" then
-      c:respond(405, "application/json", '{"error":{"message":"use POST"}}', { { "Allow", "POST" } })
-      return
-    end
-    return chat_route(c, req)
+    return post_only(c, req) and chat_route(c, req)
   end
   if path:sub(-12) == "/v1/messages" then
-    if req.method ~= "POST" then
-      c:respond(405, "application/json", '{"error":{"message":"use POST"}}', { { "Allow", "POST" } })
-      return
-    end
-    return anthropic_route(c, req)
+    return post_only(c, req) and anthropic_route(c, req)
+  end
+  if path == "/api/chat" then
+    return post_only(c, req) and ollama_route(c, req)
   end
   c:respond(404, "application/json", sfmt('{"error":{"message":"no route for %s"}}', (path:gsub('[%c"\\]', "?"))))
 end
