@@ -61,7 +61,7 @@ memcheck: $(ASAN_CORE)
 	@sh scripts/run-specs.sh memcheck $(ASAN_BUILD)
 
 lint:
-	$(LUACHECK) -q lua spec bench examples
+	$(LUACHECK) -q lua spec bench examples bin/fetchstream types
 
 demo: deps $(CORE)
 	$(LUA) examples/chat.lua

@@ -25,6 +25,7 @@ external_dependencies = {
 }
 build = {
   type = "builtin",
+  install = { bin = { fetchstream = "bin/fetchstream" } },
   modules = {
     ["fetchstream.core"] = {
       sources = {
