@@ -32,7 +32,7 @@ DEPS = lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted \
 export LUA_PATH = lua/?.lua;lua/?/init.lua;;
 export LUA_CPATH = $(BUILD)/?.so;;
 
-.PHONY: all deps test spec memcheck lint demo bench bench-parser clean
+.PHONY: all deps test spec memcheck lint demo bench bench-parser bench-memory clean
 
 all: $(CORE)
 
@@ -66,10 +66,15 @@ lint:
 demo: deps $(CORE)
 	$(LUA) examples/chat.lua
 
-bench: bench-parser
+bench: bench-parser bench-memory
 
+# Parser throughput beside plain Lua and eventsource-parser (Node).
 bench-parser: deps $(CORE)
 	sh bench/run.sh
+
+# 1 GiB through a slow consumer: peak RSS stays bounded by back-pressure.
+bench-memory: deps $(CORE)
+	$(LUA) bench/stream_memory.lua
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -268,8 +268,7 @@ static int skip_bom(sse_parser *p, sse_input *in) {
 }
 
 sse_result sse_next(sse_parser *p, sse_input *in, sse_item *item) {
-  const size_t max_line = p->max_size > SIZE_MAX - SSE_LINE_SLACK
-                              ? SIZE_MAX : p->max_size + SSE_LINE_SLACK;
+  const size_t max_line = p->max_size;
   if (p->failed) return p->failed;
   if (!p->started && !skip_bom(p, in)) return p->failed;
   if (p->cr_pending && in->pos < in->end) {

@@ -70,7 +70,7 @@ typedef struct sse_item {
 } sse_item;
 
 typedef struct sse_parser {
-  size_t max_size;   /* largest data of one event; a line may add SSE_LINE_SLACK */
+  size_t max_size;   /* the largest line, and the largest data of one event */
   unsigned flags;    /* SSE_WANT_* */
   sse_result failed; /* SSE_NEED_MORE while healthy, else the sticky failure */
   int bom_seen;      /* how many bytes of a leading BOM have been matched */
@@ -86,9 +86,6 @@ typedef struct sse_parser {
   sse_buf last_id;   /* last event ID string, set from id_buf at a blank line */
   long long retry;   /* last valid retry, or -1 */
 } sse_parser;
-
-/* Room for a field name on top of max_size when a line is measured. */
-#define SSE_LINE_SLACK 256
 
 void sse_init(sse_parser *p, size_t max_size, unsigned flags);
 void sse_reset(sse_parser *p); /* a new stream: keeps max_size, flags, memory */
