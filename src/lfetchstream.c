@@ -10,28 +10,28 @@
 #include <stdarg.h>
 #include <string.h>
 
-void fs_pusherror(lua_State *L, const char *kind, const char *fmt, ...) {
-  va_list ap;
+static void push_error_v(lua_State *L, const char *kind, const char *fmt,
+                         va_list ap) {
   lua_createtable(L, 0, 4);
   lua_pushstring(L, kind);
   lua_setfield(L, -2, "kind");
-  va_start(ap, fmt);
   lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
   lua_setfield(L, -2, "message");
   luaL_setmetatable(L, ERROR_T);
 }
 
+void fs_pusherror(lua_State *L, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  push_error_v(L, kind, fmt, ap);
+  va_end(ap);
+}
+
 int fs_usage(lua_State *L, const char *fmt, ...) {
   va_list ap;
-  lua_createtable(L, 0, 4);
-  lua_pushliteral(L, "usage");
-  lua_setfield(L, -2, "kind");
   va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
+  push_error_v(L, "usage", fmt, ap);
   va_end(ap);
-  lua_setfield(L, -2, "message");
-  luaL_setmetatable(L, ERROR_T);
   return lua_error(L);
 }
 
