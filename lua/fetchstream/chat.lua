@@ -234,14 +234,17 @@ function Chat:__call()
 end
 
 --- `chat:close()`: abort the transfer if it still runs; also `__close`.
+-- What arrived so far stays readable (chat.text, chat.stats).
 function Chat:close()
   if self.stream then self.stream:close() end
+  settle_stats(self)
 end
 Chat.__close = Chat.close
 
 --- `chat:abort([reason])`: stop the chat now (callbacks: onabort fires).
 function Chat:abort(why)
   if self.stream then self.stream:abort(why) end
+  settle_stats(self)
 end
 
 -- Building the request ------------------------------------------------------

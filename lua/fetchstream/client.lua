@@ -26,18 +26,19 @@ function _M.new()
   return c
 end
 
--- Does the stream need the SSE parser? Event readers do, and callback streams
--- with an event handler.
-local function wants_events(opts, callbacks, want)
-  if callbacks then return opts.onmessage ~= nil or opts.on ~= nil end
-  return want == "events"
+-- Does a callback stream read events? With an event handler, a retry or
+-- comment hook, or reconnection (which follows the event IDs) it does; with
+-- onchunk alone it takes any body.
+local function callback_events(opts)
+  return opts.onmessage ~= nil or opts.on ~= nil or opts.onretry ~= nil
+    or opts.oncomment ~= nil or (opts.reconnect ~= nil and opts.reconnect ~= false)
 end
 
 --- Start a transfer. `want` is what a pull stream reads ("events", "chunks",
 -- "lines" or nil until a reader says); `callbacks` makes a callback stream.
 function Client:_start(fname, url, opts, callbacks, want)
   if core.is_closed(self) then usage("attempt to use a closed client ('%s')", fname) end
-  local events = callbacks and wants_events(opts or {}, true) or want == "events"
+  local events = callbacks and callback_events(type(opts) == "table" and opts or {}) or want == "events"
   local req, checked = request.build(fname, url, opts, callbacks, events and "text/event-stream" or nil)
   request.set_last_event_id(req, checked.last_event_id)
   local s, err = core.stream_start(self, req)
@@ -51,6 +52,7 @@ function Client:_start(fname, url, opts, callbacks, want)
   s._max = checked.max_event_size or request.DEFAULT_MAX_EVENT_SIZE
   s.last_event_id = checked.last_event_id or ""
   s._req = req
+  s._t0 = now() -- `timeout` covers every connection of a reconnecting stream
   s._reconnect = request.reconnect_policy(checked.reconnect)
   s._parser = stream.new_parser(s)
   if callbacks then

@@ -165,14 +165,31 @@ local function schedule_reconnect(s, reason, err)
   wait = math.max(base, math.min(wait * (1 + 0.2 * math.random()), math.max(rc.max_delay, base)))
   if wait_for_server then wait = math.max(wait_for_server, base) end
   s._reconnect_at = now() + wait
+  local total = s._opts.timeout
+  if total and s._reconnect_at > s._t0 + total then -- wake to end it in time
+    s._reconnect_at = s._t0 + total
+  end
   core.stream_free(s) -- the old transfer goes; the stream object stays
   return true
 end
 
--- Connect again: same request, the last event ID in Last-Event-ID.
+-- Connect again: same request, the last event ID in Last-Event-ID, and what
+-- is left of the whole-transfer timeout.
 local function reconnect(s)
   s._reconnect_at = nil
+  local total = s._opts.timeout
+  if total then
+    local left = total - (now() - s._t0)
+    if left <= 0 then
+      return finish(s, "timeout", core.error("timeout", "total timeout: "
+        .. TIMEOUT_TEXT.total:format(total), { timeout = "total" }))
+    end
+    s._req.timeout = math.ceil(left * 1000)
+  end
   s._response, s._refused, s._ct_checked = nil, nil, nil
+  local parts = s._partial -- a line cut off by the drop is not glued to the next
+  for i = #parts, 1, -1 do parts[i] = nil end
+  parts.size = 0
   s.reconnects = (s.reconnects or 0) + 1
   request.set_last_event_id(s._req, s.last_event_id)
   s._parser = _M.new_parser(s)
@@ -238,7 +255,7 @@ local function on_response(s, status, lines, url)
   if s._want == "events" then check_event_stream(s) end
   if s._refused then return end
   local cb = s._callbacks
-  if cb and cb.onopen then call(s, "onopen", cb.onopen, s) end
+  if cb and cb.onopen and status ~= 204 then call(s, "onopen", cb.onopen, s) end -- 204: nothing opens
 end
 
 -- Delivering body bytes ---------------------------------------------------

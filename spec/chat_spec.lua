@@ -1,0 +1,781 @@
+-- Spec for fetch.chat, the LLM chat helper: OpenAI-compatible chat
+-- completions and Anthropic's Messages API, in the plain `for` form and the
+-- callback form, its result fields, its endings and its errors.
+--
+-- Written from DESIGN.md ("Chat helper", errors `api` and `eof`) and the
+-- README's "LLM chat streams", against the stub server's LLM routes
+-- (spec/server/README.md). Every request goes to 127.0.0.1.
+
+local fetch = require "fetchstream"
+local stub = require "spec.server"
+local cjson = require "cjson"
+local socket = require "socket"
+
+local now = socket.gettime
+
+local srv
+setup(function() srv = stub.start() end)
+teardown(function() srv:stop() end)
+
+---------------------------------------------------------------------------
+-- helpers
+
+local MESSAGES = { { role = "system", content = "be brief" }, { role = "user", content = "say hello to me" } }
+local PROMPT_WORDS = 6 -- whitespace-separated words of the contents above
+
+local tag_n = 0
+local function tag(name)
+  tag_n = tag_n + 1
+  return ("chat-%s-%d"):format(name, tag_n)
+end
+
+-- The API root on the stub, with query parameters for it (delay=1 ms between
+-- tokens). The same root serves /chat/completions and /messages.
+local function openai(query)
+  return srv:url("/v1?" .. (query and query .. "&" or "") .. "delay=1")
+end
+local anthropic = openai
+
+local function opts(extra)
+  local o = { model = "stub-model", messages = MESSAGES }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+local function first_tokens(k)
+  return table.concat(stub.CANNED_TOKENS, "", 1, k)
+end
+
+-- Call fn, which must raise a fetchstream error of `kind`; return it.
+local function raises(kind, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected a " .. kind .. " error, but the call returned")
+  assert.is_true(fetch.is_error(err), "expected a fetchstream error, got " .. tostring(err))
+  assert.are.equal(kind, err.kind, tostring(err))
+  return err
+end
+
+-- Run a whole chat in the plain form: the texts yielded, the chat, and the
+-- error the loop raised (or nil).
+local function run_chat(base, o)
+  local chat = fetch.chat(base, o)
+  local texts = {}
+  local ok, err = pcall(function()
+    for text in chat do texts[#texts + 1] = text end
+  end)
+  chat:close()
+  return texts, chat, (not ok) and err or nil
+end
+
+-- A one-request HTTP server in this process, to see exactly what the chat
+-- helper sends. `start(base)` must start a callback-form chat on `base`; the
+-- request is answered with `reply` (an SSE body) and the chat run to its
+-- end. Returns the request { method, target, headers, body, json } and
+-- whatever start returned.
+local function capture(start, reply, path)
+  local server = assert(socket.bind("127.0.0.1", 0))
+  server:settimeout(0)
+  local _, port = server:getsockname()
+  local started = start("http://127.0.0.1:" .. port .. (path or "/v1"))
+  local deadline = now() + 5
+  local conn
+  while not conn and now() < deadline do
+    fetch.run(0.01)
+    conn = server:accept()
+  end
+  assert.is_truthy(conn, "the chat never connected")
+  conn:settimeout(0)
+  local buf, head, body_start, length = "", nil, nil, nil
+  while now() < deadline do
+    local data, err, partial = conn:receive(65536)
+    buf = buf .. (data or partial or "")
+    if not head then
+      local e = buf:find("\r\n\r\n", 1, true)
+      if e then
+        head, body_start = buf:sub(1, e - 1), e + 4
+        length = tonumber(head:lower():match("\ncontent%-length:%s*(%d+)")) or 0
+      end
+    end
+    if head and #buf - body_start + 1 >= length then break end
+    if err == "closed" then break end
+    fetch.run(0.01)
+  end
+  assert.is_truthy(head, "no complete request head arrived")
+  local req = { headers = {} }
+  local lines = {}
+  for line in (head .. "\r\n"):gmatch("(.-)\r\n") do lines[#lines + 1] = line end
+  req.method, req.target = lines[1]:match("^(%S+) (%S+) HTTP/1%.1$")
+  for i = 2, #lines do
+    local name, value = lines[i]:match("^([^:]+):%s*(.-)%s*$")
+    if name then req.headers[name:lower()] = value end
+  end
+  req.body = buf:sub(body_start, body_start + length - 1)
+  req.json = cjson.decode(req.body)
+  conn:settimeout(2)
+  conn:send("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n" .. reply)
+  conn:close()
+  server:close()
+  assert.is_true(fetch.run(5))
+  return req, started
+end
+
+local OPENAI_REPLY = 'data: {"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":null}]}\n\n'
+  .. 'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+local ANTHROPIC_REPLY = 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+  .. '"delta":{"type":"text_delta","text":"ok"}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n'
+
+-- A callback chat that records what happened.
+local function recorder(base, extra)
+  local rec = { texts = {}, done = 0, errors = {}, aborts = 0 }
+  local o = opts(extra)
+  o.ontext = o.ontext or function(t) rec.texts[#rec.texts + 1] = t end
+  o.ondone = function(c) rec.done = rec.done + 1; rec.done_with = c end
+  o.onerror = function(e) rec.errors[#rec.errors + 1] = e end
+  o.onabort = function(why) rec.aborts = rec.aborts + 1; rec.abort_why = why end
+  rec.chat = fetch.chat(base, o)
+  return rec
+end
+
+---------------------------------------------------------------------------
+
+describe("fetch.chat (OpenAI-compatible)", function()
+  it("yields the canned answer delta by delta, only non-empty strings", function()
+    local texts, chat, err = run_chat(openai(), opts())
+    assert.is_nil(err)
+    assert.are.same(stub.CANNED_TOKENS, texts) -- the role chunk's "" is not yielded
+    assert.is_true(#texts > 1)
+    for _, t in ipairs(texts) do
+      assert.are.equal("string", type(t))
+      assert.is_true(#t > 0)
+    end
+    assert.are.equal(stub.CANNED_ANSWER, table.concat(texts))
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+    assert.are.equal("stop", chat.finish_reason)
+    assert.is_true(chat.done)
+    assert.is_nil(chat.error)
+    assert.are.equal("done", chat.stream.reason)
+    assert.is_nil(chat.usage) -- not asked for
+    assert.are.same({}, chat.tool_calls)
+  end)
+
+  it("returns the chat object as iterator and closing value, like io.lines", function()
+    local a, b, c, d = fetch.chat(openai(), opts())
+    assert.are.equal(a, d)
+    assert.is_nil(b)
+    assert.is_nil(c)
+    assert.are.equal("table", type(a))
+    -- the plain generic for works with the four values directly
+    local n = 0
+    for text in a, b, c, d do n = n + #text end
+    assert.are.equal(#stub.CANNED_ANSWER, n)
+    assert.are.equal(stub.CANNED_ANSWER, a.text)
+  end)
+
+  it("the result is readable after a `local chat <close>` loop", function()
+    local chat <close> = fetch.chat(openai(), opts())
+    local parts = {}
+    for text in chat do parts[#parts + 1] = text end
+    assert.are.equal(stub.CANNED_ANSWER, table.concat(parts))
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+    assert.are.equal("stop", chat.finish_reason)
+    -- a finished iterator stays finished
+    assert.is_nil(chat())
+  end)
+
+  it("stats are present and sane: ttft >= ttfb >= 0, tokens_per_second > 0, deltas", function()
+    local _, chat, err = run_chat(openai(), opts())
+    assert.is_nil(err)
+    local st = chat.stats
+    assert.are.equal("number", type(st.ttfb))
+    assert.are.equal("number", type(st.ttft))
+    assert.is_true(st.ttfb >= 0, "ttfb " .. st.ttfb)
+    assert.is_true(st.ttft >= st.ttfb, ("ttft %g < ttfb %g"):format(st.ttft, st.ttfb))
+    assert.is_true(st.ttft < 5)
+    assert.are.equal("number", type(st.tokens_per_second))
+    assert.is_true(st.tokens_per_second > 0)
+    assert.is_true(st.tokens_per_second < math.huge)
+    assert.are.equal(#stub.CANNED_TOKENS, st.deltas)
+  end)
+
+  it("tokens_per_second reflects the server's pace (delay=20 ms: at most ~50/s)", function()
+    local t0 = now()
+    local _, chat, err = run_chat(srv:url("/v1?delay=20"), opts())
+    local elapsed = now() - t0
+    assert.is_nil(err)
+    assert.is_true(elapsed >= 21 * 0.02, "elapsed " .. elapsed)
+    local tps = chat.stats.tokens_per_second
+    -- 21 gaps of at least 20 ms after the first token
+    assert.is_true(tps <= 1 / 0.02 + 1, "tokens_per_second " .. tps)
+    assert.is_true(tps > 5, "tokens_per_second " .. tps)
+    assert.is_true(chat.stats.ttft >= 0.02, "ttft " .. chat.stats.ttft) -- the first token waits a delay
+  end)
+
+  it("usage via stream_options.include_usage (an extra body field), as integers", function()
+    local _, chat, err = run_chat(openai(), opts({ stream_options = { include_usage = true } }))
+    assert.is_nil(err)
+    assert.are.same({ prompt_tokens = PROMPT_WORDS, completion_tokens = 22, total_tokens = PROMPT_WORDS + 22 },
+      chat.usage)
+    for _, v in pairs(chat.usage) do assert.are.equal("integer", math.type(v)) end
+    assert.are.equal("stop", chat.finish_reason)
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+  end)
+
+  it("tool calls are assembled from their deltas (tools=1), finish_reason tool_calls, no text", function()
+    local texts, chat, err = run_chat(openai("tools=1"), opts({ stream_options = { include_usage = true } }))
+    assert.is_nil(err)
+    assert.are.same({}, texts)
+    assert.are.equal("", chat.text)
+    assert.are.same(stub.TOOL_CALLS, chat.tool_calls)
+    assert.are.equal("tool_calls", chat.finish_reason)
+    assert.are.equal(6, chat.usage.completion_tokens)
+    assert.is_true(chat.done)
+    assert.is_nil(chat.stats.ttft) -- no text came
+  end)
+
+  it("a stream without [DONE] (truncate=K) raises eof; chat.text holds the K tokens", function()
+    local texts, chat, err = run_chat(openai("truncate=5"), opts())
+    assert.is_truthy(err)
+    assert.is_true(fetch.is_error(err))
+    assert.are.equal("eof", err.kind)
+    assert.matches("truncated", err.message)
+    assert.are.same({ table.unpack(stub.CANNED_TOKENS, 1, 5) }, texts)
+    assert.are.equal(first_tokens(5), chat.text)
+    assert.are.equal(err, chat.error)
+    assert.is_falsy(chat.done)
+    assert.is_nil(chat.finish_reason)
+  end)
+
+  it("truncate=0: eof with no text at all", function()
+    local texts, chat, err = run_chat(openai("truncate=0"), opts())
+    assert.are.equal("eof", err and err.kind)
+    assert.are.same({}, texts)
+    assert.are.equal("", chat.text)
+  end)
+
+  it("an in-stream {\"error\":...} (error_after=K) is an api error with err.json and the message", function()
+    local texts, chat, err = run_chat(openai("error_after=3"), opts())
+    assert.is_truthy(err)
+    assert.are.equal("api", err.kind)
+    assert.are.equal("stub: overloaded", err.message)
+    assert.matches("stub: overloaded", tostring(err), 1, true)
+    assert.are.equal("table", type(err.json))
+    assert.are.same({ message = "stub: overloaded", type = "server_error", code = "overloaded" }, err.json.error)
+    assert.are.same({ table.unpack(stub.CANNED_TOKENS, 1, 3) }, texts)
+    assert.are.equal(first_tokens(3), chat.text)
+    assert.are.equal(err, chat.error)
+    assert.are.equal("api", chat.stream.reason)
+    assert.is_falsy(chat.done)
+  end)
+
+  it("error_after=0: the api error comes before any text", function()
+    local texts, chat, err = run_chat(openai("error_after=0"), opts())
+    assert.are.equal("api", err and err.kind)
+    assert.are.same({}, texts)
+    assert.are.equal("", chat.text)
+  end)
+
+  it("error_after=22: the error replaces the normal end, after the whole answer", function()
+    local texts, chat, err = run_chat(openai("error_after=22"), opts())
+    assert.are.equal("api", err and err.kind)
+    assert.are.equal(stub.CANNED_ANSWER, table.concat(texts))
+    assert.is_nil(chat.finish_reason)
+  end)
+
+  it("an `event: error` is an api error too", function()
+    local body = 'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+      .. 'event: error\ndata: {"error":{"message":"model crashed"}}\n\n'
+    local req, r = capture(function(base) return recorder(base) end, body)
+    assert.are.equal("POST", req.method)
+    assert.are.same({ "Hi" }, r.texts)
+    assert.are.equal(0, r.done)
+    assert.are.equal(1, #r.errors)
+    assert.are.equal("api", r.errors[1].kind)
+    assert.are.equal("model crashed", r.errors[1].message)
+    assert.are.same({ error = { message = "model crashed" } }, r.errors[1].json)
+  end)
+
+  it("a wrong api_key gets 401: an http error with the server's message", function()
+    local _, chat, err = run_chat(openai("key=sk-right"), opts({ api_key = "sk-wrong" }))
+    assert.is_truthy(err)
+    assert.are.equal("http", err.kind)
+    assert.are.equal(401, err.status)
+    assert.are.equal("invalid api key", err.message)
+    assert.are.equal("invalid api key", err.json.error.message)
+    assert.are.equal("http", chat.stream.reason)
+    assert.are.equal("", chat.text)
+  end)
+
+  it("no api_key at all, where one is needed: 401", function()
+    local _, _, err = run_chat(openai("key=sk-right"), opts())
+    assert.are.equal("http", err and err.kind)
+    assert.are.equal(401, err.status)
+  end)
+
+  it("the right api_key is really sent as a Bearer token", function()
+    local _, chat, err = run_chat(openai("key=sk-right"), opts({ api_key = "sk-right" }))
+    assert.is_nil(err)
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+  end)
+
+  it("a non-2xx status: http error with status, message and headers; no reconnection by default", function()
+    local t = tag("429")
+    local _, _, err = run_chat(openai("status=429&retry_after=7&tag=" .. t), opts())
+    assert.are.equal("http", err and err.kind)
+    assert.are.equal(429, err.status)
+    assert.are.equal("rate limited", err.message)
+    assert.are.equal("7", err.headers["retry-after"])
+    assert.are.equal(1, srv:log(t).requests)
+  end)
+
+  it("break in `for text in fetch.chat(...)` aborts the transfer (reason aborted)", function()
+    local t = tag("break")
+    local it, st, ctl, closing = fetch.chat(srv:url("/v1?delay=50&tag=" .. t), opts())
+    local n = 0
+    for _ in it, st, ctl, closing do
+      n = n + 1
+      if n == 3 then break end
+    end
+    assert.are.equal(3, n)
+    assert.are.equal("aborted", closing.stream.reason)
+    assert.is_nil(closing.error)
+    assert.is_falsy(closing.done)
+    assert.is_true((srv:wait_closed(t, 3)), "the server did not see the client go")
+  end)
+
+  it("after a break, chat.text holds the text yielded so far", function()
+    local it, st, ctl, closing = fetch.chat(srv:url("/v1?delay=20"), opts())
+    local got = {}
+    for text in it, st, ctl, closing do
+      got[#got + 1] = text
+      if #got == 3 then break end
+    end
+    assert.are.equal("aborted", closing.stream.reason)
+    assert.are.equal(table.concat(got), closing.text)
+    assert.are.equal(3, closing.stats.deltas)
+  end)
+
+  it("leaving the scope of `local chat <close>` mid-answer aborts it", function()
+    local t = tag("scope")
+    local keep
+    do
+      local chat <close> = fetch.chat(srv:url("/v1?delay=50&tag=" .. t), opts())
+      keep = chat
+      assert.are.equal("Hello", chat()) -- one step of `for text in chat`
+      -- chat is not a loop's closing value here: it runs until the scope ends
+      assert.is_nil(chat.stream.reason)
+    end
+    assert.are.equal("aborted", keep.stream.reason)
+    assert.is_true((srv:wait_closed(t, 3)))
+  end)
+
+  it("chat:abort() and chat:close() stop it; the loop then ends quietly", function()
+    local chat = fetch.chat(srv:url("/v1?delay=30"), opts())
+    local n = 0
+    for _ in chat do
+      n = n + 1
+      if n == 2 then chat:abort("enough") end
+    end
+    assert.are.equal(2, n)
+    assert.are.equal("aborted", chat.stream.reason)
+    assert.is_nil(chat.error)
+    chat:close()
+    chat:close() -- idempotent
+    assert.are.equal("aborted", chat.stream.reason)
+  end)
+
+  it("closing a finished chat keeps its reason", function()
+    local _, chat = run_chat(openai(), opts())
+    chat:close()
+    assert.are.equal("done", chat.stream.reason)
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+  end)
+
+  it("an error in the loop body aborts the transfer", function()
+    local t = tag("raise")
+    local ok, err = pcall(function()
+      for _ in fetch.chat(srv:url("/v1?delay=50&tag=" .. t), opts()) do error("boom", 0) end
+    end)
+    assert.is_false(ok)
+    assert.are.equal("boom", err)
+    assert.is_true((srv:wait_closed(t, 3)))
+  end)
+
+  it("never reconnects after [DONE], even with reconnect set", function()
+    local t = tag("done-rc")
+    local _, chat, err = run_chat(openai("tag=" .. t), opts({ reconnect = { delay = 0.02 } }))
+    assert.is_nil(err)
+    assert.are.equal("done", chat.stream.reason)
+    socket.sleep(0.15)
+    assert.are.equal(1, srv:log(t).requests)
+    assert.is_nil(chat.stream.reconnects)
+  end)
+
+  it("never reconnects after an api error, even with reconnect set", function()
+    local t = tag("api-rc")
+    local _, chat, err = run_chat(openai("error_after=2&tag=" .. t), opts({ reconnect = { delay = 0.02 } }))
+    assert.are.equal("api", err and err.kind)
+    socket.sleep(0.15)
+    assert.are.equal(1, srv:log(t).requests)
+    assert.are.equal("api", chat.stream.reason)
+  end)
+
+  it("a 2xx response that is not text/event-stream is a protocol error", function()
+    local _, chat, err = run_chat(openai("ct=application/json"), opts())
+    assert.are.equal("protocol", err and err.kind)
+    assert.matches("text/event-stream", err.message, 1, true)
+    assert.are.equal("protocol", chat.stream.reason)
+  end)
+
+  it("request options apply: a total timeout ends it with a timeout error", function()
+    local _, chat, err = run_chat(srv:url("/v1?delay=200"), opts({ timeout = 0.3 }))
+    assert.are.equal("timeout", err and err.kind)
+    assert.are.equal("total", err.timeout)
+    assert.are.equal(err, chat.error)
+    assert.is_true(#chat.text > 0 and #chat.text < #stub.CANNED_ANSWER)
+  end)
+end)
+
+describe("fetch.chat: the request it sends", function()
+  it("POST <base>/chat/completions, JSON body with stream=true, model, messages, extras as is", function()
+    local req = capture(function(base)
+      return recorder(base, { api_key = "sk-123", temperature = 0.5, max_tokens = 77,
+                              stream_options = { include_usage = true }, user = "u-1",
+                              headers = { ["X-Trace"] = "t1" } })
+    end, OPENAI_REPLY)
+    assert.are.equal("POST", req.method)
+    assert.are.equal("/v1/chat/completions", req.target)
+    assert.are.equal("Bearer sk-123", req.headers.authorization)
+    assert.are.equal("t1", req.headers["x-trace"])
+    assert.are.equal("application/json", req.headers["content-type"])
+    assert.are.equal("text/event-stream", req.headers.accept)
+    assert.is_nil(req.headers["x-api-key"])
+    assert.is_nil(req.headers["anthropic-version"])
+    local body = req.json
+    assert.is_true(body.stream)
+    assert.are.equal("stub-model", body.model)
+    assert.are.same(MESSAGES, body.messages)
+    assert.are.equal(0.5, body.temperature)
+    assert.are.equal(77, body.max_tokens)
+    assert.are.same({ include_usage = true }, body.stream_options)
+    assert.are.equal("u-1", body.user)
+    -- helper and request options stay out of the body
+    for _, name in ipairs({ "api_key", "headers", "ontext", "ondone", "onerror", "onabort", "format" }) do
+      assert.is_nil(body[name], name .. " leaked into the body")
+    end
+  end)
+
+  it("stream = false from the user is overridden: the body always has stream=true", function()
+    local req = capture(function(base) return recorder(base, { stream = false }) end, OPENAI_REPLY)
+    assert.is_true(req.json.stream)
+  end)
+
+  it("a query string in base_url stays at the end; a trailing slash is dropped", function()
+    local req = capture(function(base) return recorder(base .. "/?api-version=2024-06-01&x=1") end, OPENAI_REPLY)
+    assert.are.equal("/v1/chat/completions?api-version=2024-06-01&x=1", req.target)
+  end)
+
+  it("a base_url already ending in /chat/completions is used as is", function()
+    local req = capture(function(base) return recorder(base .. "/chat/completions") end, OPENAI_REPLY)
+    assert.are.equal("/v1/chat/completions", req.target)
+  end)
+
+  it("no api_key: no Authorization header", function()
+    local req = capture(function(base) return recorder(base) end, OPENAI_REPLY)
+    assert.is_nil(req.headers.authorization)
+  end)
+
+  it("the stub sees the query (key= in base_url, after the appended path)", function()
+    local _, chat, err = run_chat(srv:url("/v1?key=k%26q&delay=1"), opts({ api_key = "k&q" }))
+    assert.is_nil(err)
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+  end)
+end)
+
+describe("fetch.chat: usage errors, raised at once", function()
+  it("bad arguments and options", function()
+    local base = openai()
+    raises("usage", fetch.chat, nil, opts())
+    raises("usage", fetch.chat, 42, opts())
+    raises("usage", fetch.chat, base)
+    raises("usage", fetch.chat, base, "opts")
+    raises("usage", fetch.chat, base, { messages = MESSAGES }) -- no model
+    raises("usage", fetch.chat, base, { model = "m" }) -- no messages
+    raises("usage", fetch.chat, base, opts({ model = 1 }))
+    raises("usage", fetch.chat, base, opts({ messages = "hi" }))
+    raises("usage", fetch.chat, base, opts({ api_key = 123 }))
+    raises("usage", fetch.chat, base, opts({ format = "gemini" }))
+    raises("usage", fetch.chat, base, opts({ ontext = "not a function" }))
+    raises("usage", fetch.chat, base, opts({ timeout = -1 }))
+    raises("usage", fetch.chat, "ftp://example.com/v1", opts())
+  end)
+
+  it("body, json, method and the stream's own callbacks are the helper's: usage errors", function()
+    local base = openai()
+    for _, name in ipairs({ "body", "json", "method", "onmessage", "onclose", "onopen", "onchunk" }) do
+      local o = opts()
+      o[name] = name == "body" and "x" or name == "method" and "GET" or name == "json" and {}
+        or function() end
+      local err = raises("usage", fetch.chat, base, o)
+      assert.matches(name, err.message, 1, true)
+    end
+  end)
+
+  it("nothing is sent for a usage error", function()
+    local t = tag("usage")
+    raises("usage", fetch.chat, openai("tag=" .. t), { model = "m" })
+    assert.are.equal(0, srv:log(t).requests)
+  end)
+end)
+
+describe("fetch.chat (Anthropic)", function()
+  local function anth(extra) return opts(extra) end
+
+  it("format = anthropic: text, finish_reason end_turn, usage merged", function()
+    local texts, chat, err = run_chat(anthropic(), anth({ format = "anthropic" }))
+    assert.is_nil(err)
+    assert.are.equal("anthropic", chat.format)
+    assert.are.same(stub.CANNED_TOKENS, texts)
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+    assert.are.equal("end_turn", chat.finish_reason)
+    -- message_start's input_tokens with message_delta's output_tokens
+    assert.are.same({ input_tokens = PROMPT_WORDS, output_tokens = 22 }, chat.usage)
+    for _, v in pairs(chat.usage) do assert.are.equal("integer", math.type(v)) end
+    assert.is_true(chat.done)
+    assert.are.equal("done", chat.stream.reason)
+    assert.are.equal(#stub.CANNED_TOKENS, chat.stats.deltas)
+    assert.is_true(chat.stats.ttft >= chat.stats.ttfb)
+    assert.is_true(chat.stats.tokens_per_second > 0)
+  end)
+
+  it("a base URL ending in /messages selects the format by itself", function()
+    local texts, chat, err = run_chat(srv:url("/v1/messages?delay=1"), anth())
+    assert.is_nil(err)
+    assert.are.equal("anthropic", chat.format)
+    assert.are.equal(stub.CANNED_ANSWER, table.concat(texts))
+    assert.are.equal("end_turn", chat.finish_reason)
+  end)
+
+  it("a base URL ending in /messages/ (slash) or with a query is detected too", function()
+    local _, chat, err = run_chat(srv:url("/v1/messages/?delay=1"), anth())
+    assert.is_nil(err)
+    assert.are.equal("anthropic", chat.format)
+    assert.are.equal("end_turn", chat.finish_reason)
+  end)
+
+  it("format = openai wins over a /messages base", function()
+    local req = capture(function(base) return recorder(base, { format = "openai" }) end, OPENAI_REPLY,
+      "/v1/messages")
+    assert.are.equal("/v1/messages/chat/completions", req.target)
+  end)
+
+  it("error_after=K: event: error is an api error with the server's message and json", function()
+    local texts, chat, err = run_chat(anthropic("error_after=4"), anth({ format = "anthropic" }))
+    assert.is_truthy(err)
+    assert.are.equal("api", err.kind)
+    assert.are.equal("Overloaded", err.message)
+    assert.are.same({ type = "error", error = { type = "overloaded_error", message = "Overloaded" } }, err.json)
+    assert.are.same({ table.unpack(stub.CANNED_TOKENS, 1, 4) }, texts)
+    assert.are.equal(first_tokens(4), chat.text)
+    assert.are.equal("api", chat.stream.reason)
+  end)
+
+  it("truncate=K: no message_stop is an eof error; chat.text holds the K tokens", function()
+    local texts, chat, err = run_chat(anthropic("truncate=6"), anth({ format = "anthropic" }))
+    assert.are.equal("eof", err and err.kind)
+    assert.matches("truncated", err.message)
+    assert.are.equal(6, #texts)
+    assert.are.equal(first_tokens(6), chat.text)
+    assert.is_nil(chat.finish_reason)
+    assert.is_falsy(chat.done)
+  end)
+
+  it("x-api-key: the right key passes key=, a wrong one is a 401 http error", function()
+    local _, chat, err = run_chat(anthropic("key=ak-1"), anth({ format = "anthropic", api_key = "ak-1" }))
+    assert.is_nil(err)
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+    local _, _, err2 = run_chat(anthropic("key=ak-1"), anth({ format = "anthropic", api_key = "nope" }))
+    assert.are.equal("http", err2 and err2.kind)
+    assert.are.equal(401, err2.status)
+    assert.are.equal("invalid x-api-key", err2.message)
+    assert.are.equal("authentication_error", err2.json.error.type)
+  end)
+
+  it("a 529 is an http error with Anthropic's message", function()
+    local _, _, err = run_chat(anthropic("status=529"), anth({ format = "anthropic" }))
+    assert.are.equal("http", err and err.kind)
+    assert.are.equal(529, err.status)
+    assert.are.equal("status 529", err.message)
+    assert.are.equal("overloaded_error", err.json.error.type)
+  end)
+
+  it("sends POST <base>/messages with x-api-key, anthropic-version and max_tokens 1024", function()
+    local req = capture(function(base)
+      return recorder(base, { format = "anthropic", api_key = "ak-9", system = "be brief" })
+    end, ANTHROPIC_REPLY)
+    assert.are.equal("POST", req.method)
+    assert.are.equal("/v1/messages", req.target)
+    assert.are.equal("ak-9", req.headers["x-api-key"])
+    assert.are.equal("2023-06-01", req.headers["anthropic-version"])
+    assert.is_nil(req.headers.authorization)
+    assert.is_true(req.json.stream)
+    assert.are.equal(1024, req.json.max_tokens)
+    assert.are.equal("be brief", req.json.system)
+    assert.are.same(MESSAGES, req.json.messages)
+    assert.are.equal("stub-model", req.json.model)
+  end)
+
+  it("a given max_tokens and anthropic-version header win", function()
+    local req = capture(function(base)
+      return recorder(base, { format = "anthropic", max_tokens = 5,
+                              headers = { ["anthropic-version"] = "2099-01-01" } })
+    end, ANTHROPIC_REPLY)
+    assert.are.equal(5, req.json.max_tokens)
+    assert.are.equal("2099-01-01", req.headers["anthropic-version"])
+  end)
+
+  it("tool_use blocks are assembled: { id, type = tool_use, name, input }", function()
+    local body = table.concat({
+      'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+        .. '"content_block":{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{}}}\n\n',
+      'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        .. '"delta":{"type":"input_json_delta","partial_json":"{\\"city\\":"}}\n\n',
+      'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        .. '"delta":{"type":"input_json_delta","partial_json":"\\"Paris\\"}"}}\n\n',
+      'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use"},'
+        .. '"usage":{"output_tokens":9}}\n\n',
+      'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    })
+    local _, rec = capture(function(base) return recorder(base, { format = "anthropic" }) end, body)
+    assert.are.equal(1, rec.done)
+    local chat = rec.chat
+    assert.are.equal(1, #chat.tool_calls)
+    local call = chat.tool_calls[1]
+    assert.are.equal("toolu_1", call.id)
+    assert.are.equal("tool_use", call.type)
+    assert.are.equal("get_weather", call.name)
+    assert.are.equal('{"city":"Paris"}', call.input)
+    assert.are.equal("tool_use", chat.finish_reason)
+  end)
+end)
+
+describe("fetch.chat with callbacks", function()
+  it("returns the chat alone; ontext per delta, ondone once with the chat", function()
+    local n = select("#", fetch.chat(openai("truncate=0"), opts({ ondone = function() end,
+                                                                     onerror = function() end })))
+    assert.are.equal(1, n)
+    fetch.run()
+    local rec = recorder(openai(), { stream_options = { include_usage = true } })
+    assert.is_true(fetch.run(10))
+    assert.are.same(stub.CANNED_TOKENS, rec.texts)
+    assert.are.equal(1, rec.done)
+    assert.are.equal(rec.chat, rec.done_with)
+    assert.are.same({}, rec.errors)
+    assert.are.equal(0, rec.aborts)
+    local chat = rec.chat
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+    assert.are.equal("stop", chat.finish_reason)
+    assert.are.equal(22, chat.usage.completion_tokens)
+    assert.is_true(chat.done)
+    assert.is_true(chat.stats.ttft >= chat.stats.ttfb)
+    assert.is_true(chat.stats.tokens_per_second > 0)
+    assert.are.equal("done", chat.stream.reason)
+  end)
+
+  it("the result is complete when ondone runs", function()
+    local seen
+    fetch.chat(openai(), opts({ ondone = function(c)
+      seen = { text = c.text, finish = c.finish_reason, done = c.done, deltas = c.stats.deltas }
+    end }))
+    fetch.run()
+    assert.are.same({ text = stub.CANNED_ANSWER, finish = "stop", done = true, deltas = 22 }, seen)
+  end)
+
+  it("a truncated answer: onerror once with eof, never ondone", function()
+    local rec = recorder(openai("truncate=3"))
+    fetch.run()
+    assert.are.equal(0, rec.done)
+    assert.are.equal(1, #rec.errors)
+    assert.are.equal("eof", rec.errors[1].kind)
+    assert.are.equal(rec.errors[1], rec.chat.error)
+    assert.are.equal(first_tokens(3), table.concat(rec.texts))
+    assert.are.equal(first_tokens(3), rec.chat.text)
+    assert.are.equal(0, rec.aborts)
+  end)
+
+  it("an api error: onerror once with api, never ondone", function()
+    local rec = recorder(openai("error_after=2"))
+    fetch.run()
+    assert.are.equal(0, rec.done)
+    assert.are.equal(1, #rec.errors)
+    assert.are.equal("api", rec.errors[1].kind)
+    assert.are.equal("stub: overloaded", rec.errors[1].message)
+    assert.are.equal(2, #rec.texts)
+  end)
+
+  it("an http error: onerror once with http, no text", function()
+    local rec = recorder(openai("key=right"), { api_key = "wrong" })
+    fetch.run()
+    assert.are.equal(0, rec.done)
+    assert.are.equal(1, #rec.errors)
+    assert.are.equal("http", rec.errors[1].kind)
+    assert.are.equal(401, rec.errors[1].status)
+    assert.are.equal("invalid api key", rec.errors[1].message)
+    assert.are.same({}, rec.texts)
+  end)
+
+  it("Anthropic in callback form: ondone once; error_after: onerror once", function()
+    local ok = recorder(anthropic(), { format = "anthropic" })
+    local bad = recorder(anthropic("error_after=1"), { format = "anthropic" })
+    local cut = recorder(anthropic("truncate=2"), { format = "anthropic" })
+    fetch.run()
+    assert.are.equal(1, ok.done)
+    assert.are.same({}, ok.errors)
+    assert.are.equal(stub.CANNED_ANSWER, ok.chat.text)
+    assert.are.equal("end_turn", ok.chat.finish_reason)
+    assert.are.equal(0, bad.done)
+    assert.are.equal(1, #bad.errors)
+    assert.are.equal("api", bad.errors[1].kind)
+    assert.are.equal("Overloaded", bad.errors[1].message)
+    assert.are.equal(0, cut.done)
+    assert.are.equal(1, #cut.errors)
+    assert.are.equal("eof", cut.errors[1].kind)
+  end)
+
+  it("chat:abort() from ontext: onabort once with the reason; no more text; no ondone/onerror", function()
+    local rec
+    rec = recorder(srv:url("/v1?delay=20"), { ontext = function(t)
+      rec.texts[#rec.texts + 1] = t
+      if #rec.texts == 2 then rec.chat:abort("stop now") end
+    end })
+    fetch.run()
+    assert.are.equal(2, #rec.texts)
+    assert.are.equal(1, rec.aborts)
+    assert.are.equal("stop now", rec.abort_why)
+    assert.are.equal(0, rec.done)
+    assert.are.same({}, rec.errors)
+    assert.are.equal("aborted", rec.chat.stream.reason)
+  end)
+
+  it("many chats at once, driven by one fetch.run", function()
+    local recs = {}
+    for i = 1, 5 do recs[i] = recorder(i % 2 == 0 and anthropic() or openai(),
+                                       i % 2 == 0 and { format = "anthropic" } or nil) end
+    local t0 = now()
+    assert.is_true(fetch.run(10))
+    local elapsed = now() - t0
+    for _, rec in ipairs(recs) do
+      assert.are.equal(1, rec.done)
+      assert.are.equal(stub.CANNED_ANSWER, rec.chat.text)
+    end
+    assert.is_true(elapsed < 5)
+  end)
+
+  it("an error raised in ontext ends that chat with a callback error", function()
+    local rec = recorder(openai(), { ontext = function() error("ontext failed", 0) end })
+    fetch.run()
+    assert.are.equal(0, rec.done)
+    assert.are.equal(1, #rec.errors)
+    assert.are.equal("callback", rec.errors[1].kind)
+    assert.are.equal("ontext failed", rec.errors[1].cause)
+  end)
+end)

@@ -1,0 +1,280 @@
+-- Spec for fetch.ndjson: one decoded JSON value per line, blank lines
+-- skipped, a bad line a `protocol` error naming its line number.
+--
+-- Written from DESIGN.md and the README ("NDJSON, lines, chunks") against
+-- the stub server's POST /api/chat (Ollama's NDJSON chat stream) and /sse.
+
+local fetch = require "fetchstream"
+local stub = require "spec.server"
+local cjson = require "cjson"
+
+local srv
+setup(function() srv = stub.start() end)
+teardown(function() srv:stop() end)
+
+---------------------------------------------------------------------------
+-- helpers
+
+local REQ = { model = "llama-stub", messages = { { role = "user", content = "hi" } } }
+local NTOK = #stub.CANNED_TOKENS
+
+local tag_n = 0
+local function tag(name)
+  tag_n = tag_n + 1
+  return ("ndjson-%s-%d"):format(name, tag_n)
+end
+
+local function enc(s)
+  return (s:gsub("[^%w%-_%.~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
+-- /sse sending `body` as application/x-ndjson (or ct), in `chunk`-byte pieces.
+local function raw(body, chunk, ct)
+  return srv:url("/sse?body=" .. enc(body) .. "&ct=" .. enc(ct or "application/x-ndjson")
+    .. (chunk and "&chunk=" .. chunk .. "&delay=2" or ""))
+end
+
+local function chat_url(query)
+  return srv:url("/api/chat?delay=1" .. (query and "&" .. query or ""))
+end
+
+-- All values of fetch.ndjson(url, opts), the stream, and the error raised.
+local function values_of(url, opts, limit)
+  local it, st, ctl, s = fetch.ndjson(url, opts)
+  local out = {}
+  local ok, err = pcall(function()
+    for v in it, st, ctl, s do
+      out[#out + 1] = v
+      if limit and #out >= limit then break end
+    end
+  end)
+  return out, s, (not ok) and err or nil
+end
+
+local function check_token_lines(values, n)
+  for i = 1, n do
+    local v = values[i]
+    assert.are.equal("table", type(v), "value " .. i)
+    assert.are.equal(stub.CANNED_TOKENS[i], v.message.content, "value " .. i)
+    assert.are.equal("assistant", v.message.role)
+    assert.is_false(v.done)
+    assert.are.equal("llama-stub", v.model)
+  end
+end
+
+---------------------------------------------------------------------------
+
+describe("fetch.ndjson", function()
+  it("POST /api/chat: the values in order, then the final done line", function()
+    local values, s, err = values_of(chat_url(), { json = REQ })
+    assert.is_nil(err)
+    assert.are.equal(NTOK + 1, #values)
+    check_token_lines(values, NTOK)
+    local last = values[NTOK + 1]
+    assert.is_true(last.done)
+    assert.are.equal("stop", last.done_reason)
+    assert.are.equal(22, last.eval_count)
+    assert.are.equal("", last.message.content)
+    local text = {}
+    for i = 1, NTOK do text[i] = values[i].message.content end
+    assert.are.equal(stub.CANNED_ANSWER, table.concat(text))
+    assert.are.equal("done", s.reason)
+    assert.are.equal(200, s.status)
+    assert.are.equal("application/x-ndjson", s.headers["content-type"])
+  end)
+
+  it("returns four values: the 4th is the stream (the closing value)", function()
+    local a, b, c, d = fetch.ndjson(chat_url(), { json = REQ })
+    assert.are.equal("function", type(a))
+    assert.is_nil(c)
+    assert.is_truthy(d)
+    assert.are.equal(b, d)
+    local n = 0
+    for _ in a, b, c, d do n = n + 1 end
+    assert.are.equal(NTOK + 1, n)
+    assert.are.equal("done", d.reason)
+  end)
+
+  it("split=1: lines cut across HTTP chunks still decode whole", function()
+    -- the same route really arrives in pieces that end mid-line
+    local pieces, cut = 0, 0
+    for bytes in fetch.chunks(chat_url("split=1&split_delay=2"), { json = REQ }) do
+      pieces = pieces + 1
+      if bytes:sub(-1) ~= "\n" then cut = cut + 1 end
+    end
+    assert.is_true(pieces >= NTOK + 1)
+    assert.is_true(cut > 0, "no chunk ended mid-line")
+    local values, _, err = values_of(chat_url("split=1&split_delay=2"), { json = REQ })
+    assert.is_nil(err)
+    assert.are.equal(NTOK + 1, #values)
+    check_token_lines(values, NTOK)
+    assert.is_true(values[NTOK + 1].done)
+  end)
+
+  it("any chunking of the same bytes gives the same values (1-byte chunks)", function()
+    local body = '{"a":1}\n{"b":"x\\ny"}\r\n[1,2,3]\n"str"\n42\ntrue\n'
+    local expect = { { a = 1 }, { b = "x\ny" }, { 1, 2, 3 }, "str", 42, true }
+    assert.are.same(expect, (values_of(raw(body))))
+    assert.are.same(expect, (values_of(raw(body, 1))))
+    assert.are.same(expect, (values_of(raw(body, 5))))
+  end)
+
+  it("bad_line=K: K-1 values, then a protocol error naming line K (err.line)", function()
+    local values, s, err = values_of(chat_url("bad_line=5"), { json = REQ })
+    assert.are.equal(4, #values)
+    check_token_lines(values, 4)
+    assert.is_truthy(err)
+    assert.is_true(fetch.is_error(err))
+    assert.are.equal("protocol", err.kind)
+    assert.are.equal(5, err.line)
+    assert.matches("line 5", err.message, 1, true)
+    assert.matches("this is not json", err.message, 1, true)
+    assert.are.equal("protocol", s.reason)
+    assert.are.equal(err, s.error)
+  end)
+
+  it("bad_line=1 and bad_line=23 (the final line)", function()
+    local v1, _, e1 = values_of(chat_url("bad_line=1"), { json = REQ })
+    assert.are.same({}, v1)
+    assert.are.equal("protocol", e1 and e1.kind)
+    assert.are.equal(1, e1.line)
+    local v23, _, e23 = values_of(chat_url("bad_line=23"), { json = REQ })
+    assert.are.equal(NTOK, #v23)
+    assert.are.equal("protocol", e23 and e23.kind)
+    assert.are.equal(23, e23.line)
+  end)
+
+  it("a bad line with split=1 is found the same", function()
+    local values, _, err = values_of(chat_url("bad_line=3&split=1&split_delay=1"), { json = REQ })
+    assert.are.equal(2, #values)
+    assert.are.equal(3, err and err.line)
+  end)
+
+  it("a bad line aborts the transfer", function()
+    local t = tag("bad")
+    local _, s, err = values_of(srv:url("/api/chat?delay=50&bad_line=2&tag=" .. t), { json = REQ })
+    assert.are.equal("protocol", err and err.kind)
+    assert.are.equal("protocol", s.reason)
+    assert.is_true((srv:wait_closed(t, 3)), "the server did not see the client go")
+  end)
+
+  it("blank lines are skipped but counted in line numbers", function()
+    local body = '\n{"a":1}\n\n   \n\t\r\n{"a":2}\r\n\r\nnot json\n{"a":3}\n'
+    local values, _, err = values_of(raw(body))
+    assert.are.same({ { a = 1 }, { a = 2 } }, values)
+    assert.are.equal("protocol", err and err.kind)
+    assert.are.equal(8, err.line)
+    assert.matches("line 8", err.message, 1, true)
+  end)
+
+  it("only blank lines: no values, no error", function()
+    local values, s, err = values_of(raw("\n\n \r\n\n"))
+    assert.is_nil(err)
+    assert.are.same({}, values)
+    assert.are.equal("done", s.reason)
+  end)
+
+  it("a last line without a newline is decoded", function()
+    assert.are.same({ { a = 1 }, { b = 2 } }, (values_of(raw('{"a":1}\n{"b":2}'))))
+    -- Ollama with "stream": false: the final object alone, no newline
+    local values, _, err = values_of(chat_url(), { json = { model = "m", messages = {}, stream = false } })
+    assert.is_nil(err)
+    assert.are.equal(1, #values)
+    assert.is_true(values[1].done)
+    assert.are.equal(stub.CANNED_ANSWER, values[1].message.content)
+  end)
+
+  it("a truncated last line is a protocol error", function()
+    local _, _, err = values_of(raw('{"a":1}\n{"b":'))
+    assert.are.equal("protocol", err and err.kind)
+    assert.are.equal(2, err.line)
+  end)
+
+  it("JSON null decodes to cjson.null and does not end the loop", function()
+    local values, _, err = values_of(raw('null\n{"a":null}\n1\n'))
+    assert.is_nil(err)
+    assert.are.equal(3, #values)
+    assert.are.equal(cjson.null, values[1])
+    assert.are.equal(1, values[3])
+  end)
+
+  it("a long bad line is quoted shortened in the message", function()
+    local long = ("x"):rep(500)
+    local _, _, err = values_of(raw(long .. "\n"))
+    assert.are.equal("protocol", err and err.kind)
+    assert.are.equal(1, err.line)
+    assert.is_true(#err.message < 200, err.message)
+  end)
+
+  it("no content type is required", function()
+    local values, _, err = values_of(raw('{"a":1}\n', nil, "text/plain"))
+    assert.is_nil(err)
+    assert.are.same({ { a = 1 } }, values)
+    local v2, _, e2 = values_of(chat_url("noct=1"), { json = REQ })
+    assert.is_nil(e2)
+    assert.are.equal(NTOK + 1, #v2)
+  end)
+
+  it("error_after: Ollama's {\"error\":...} line is just a value", function()
+    local values, s, err = values_of(chat_url("error_after=2"), { json = REQ })
+    assert.is_nil(err)
+    assert.are.equal(3, #values)
+    assert.are.equal("stub: overloaded", values[3].error)
+    assert.are.equal("done", s.reason)
+  end)
+
+  it("truncate: ends after K token lines, no done line", function()
+    local values, _, err = values_of(chat_url("truncate=4"), { json = REQ })
+    assert.is_nil(err)
+    assert.are.equal(4, #values)
+    check_token_lines(values, 4)
+  end)
+
+  it("a non-2xx status is an http error with the message of {\"error\":\"...\"}", function()
+    local values, s, err = values_of(chat_url("status=429&retry_after=2"), { json = REQ })
+    assert.are.same({}, values)
+    assert.are.equal("http", err and err.kind)
+    assert.are.equal(429, err.status)
+    assert.are.equal("rate limited", err.message)
+    assert.are.equal("2", err.headers["retry-after"])
+    assert.are.equal("http", s.reason)
+  end)
+
+  it("request options apply: headers (key=), method", function()
+    local _, _, err = values_of(chat_url("key=ok"), { json = REQ })
+    assert.are.equal("http", err and err.kind)
+    assert.are.equal(401, err.status)
+    assert.are.equal("invalid api key", err.message)
+    local values, _, err2 = values_of(chat_url("key=ok"), { json = REQ, headers = { authorization = "Bearer ok" } })
+    assert.is_nil(err2)
+    assert.are.equal(NTOK + 1, #values)
+    local _, _, err3 = values_of(chat_url(), { json = REQ, method = "GET" })
+    assert.are.equal(405, err3 and err3.status)
+  end)
+
+  it("break aborts the transfer", function()
+    local t = tag("break")
+    local values, s = values_of(srv:url("/api/chat?delay=50&tag=" .. t), { json = REQ }, 2)
+    assert.are.equal(2, #values)
+    assert.are.equal("aborted", s.reason)
+    assert.is_true((srv:wait_closed(t, 3)), "the server did not see the client go")
+  end)
+
+  it("a line larger than max_event_size is a protocol error", function()
+    local body = '{"a":"' .. ("y"):rep(3000) .. '"}\n'
+    local _, _, err = values_of(raw(body, 500), { max_event_size = 1000 })
+    assert.are.equal("protocol", err and err.kind)
+  end)
+
+  it("bad options are usage errors, raised at once", function()
+    local ok, err = pcall(fetch.ndjson, chat_url(), { jsn = REQ })
+    assert.is_false(ok)
+    assert.are.equal("usage", err.kind)
+    ok, err = pcall(fetch.ndjson, "ftp://x/y")
+    assert.is_false(ok)
+    assert.are.equal("usage", err.kind)
+    ok, err = pcall(fetch.ndjson, chat_url(), { onmessage = function() end })
+    assert.is_false(ok)
+    assert.are.equal("usage", err.kind)
+  end)
+end)
