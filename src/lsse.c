@@ -46,10 +46,16 @@ static void drop_input(lua_State *L, lparser *lp) {
   lua_setiuservalue(L, 1, UV_INPUT);
 }
 
-/* Make the string at idx the input, after any unread rest of the old one. */
+/* Make the string at idx the input, after any unread rest of the old one.
+** An empty chunk just resumes the old input: breaking out after every event
+** and resuming with feed("") must not copy the rest each time. */
 static void set_input(lua_State *L, lparser *lp, int idx) {
   size_t len;
   const char *s;
+  if (lp->has_input && lua_rawlen(L, idx) == 0) {
+    lp->gen++;
+    return;
+  }
   if (lp->has_input && lp->in.pos < lp->in.end) {
     lua_pushlstring(L, lp->in.pos, (size_t)(lp->in.end - lp->in.pos));
     lua_pushvalue(L, idx);
