@@ -7,6 +7,7 @@
 -- (spec/server/README.md). Every request goes to 127.0.0.1.
 
 local fetch = require "fetchstream"
+local h = require "spec.helpers"
 local stub = require "spec.server"
 local cjson = require "cjson"
 local socket = require "socket"
@@ -23,11 +24,7 @@ teardown(function() srv:stop() end)
 local MESSAGES = { { role = "system", content = "be brief" }, { role = "user", content = "say hello to me" } }
 local PROMPT_WORDS = 6 -- whitespace-separated words of the contents above
 
-local tag_n = 0
-local function tag(name)
-  tag_n = tag_n + 1
-  return ("chat-%s-%d"):format(name, tag_n)
-end
+local tag = h.tagger("chat")
 
 -- The API root on the stub, with query parameters for it (delay=1 ms between
 -- tokens). The same root serves /chat/completions and /messages.
@@ -47,13 +44,7 @@ local function first_tokens(k)
 end
 
 -- Call fn, which must raise a fetchstream error of `kind`; return it.
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected a " .. kind .. " error, but the call returned")
-  assert.is_true(fetch.is_error(err), "expected a fetchstream error, got " .. tostring(err))
-  assert.are.equal(kind, err.kind, tostring(err))
-  return err
-end
+local raises = h.raises
 
 -- Run a whole chat in the plain form: the texts yielded, the chat, and the
 -- error the loop raised (or nil).

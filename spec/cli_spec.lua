@@ -7,6 +7,7 @@
 -- by `env -u LD_PRELOAD`).
 
 local stub = require "spec.server"
+local h = require "spec.helpers"
 local cjson = require "cjson"
 local socket = require "socket"
 
@@ -29,9 +30,7 @@ local function q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
-local function enc(s)
-  return (s:gsub("[^%w%-_%.~]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
+local enc = h.enc
 
 local function read(path)
   local f = io.open(path, "rb")
@@ -99,25 +98,12 @@ end
 local function url(path) return srv:url(path) end
 
 -- A URL of /sse that sends `body`, with extra query parameters.
-local function sse(body, extra)
-  local s = "/sse?body=" .. enc(body)
-  for k, v in pairs(extra or {}) do s = s .. "&" .. k .. "=" .. enc(tostring(v)) end
-  return url(s)
-end
+local function sse(body, extra) return url(h.sse_path(body, extra)) end
 
-local tag_n = 0
-local function tag(name)
-  tag_n = tag_n + 1
-  return ("cli-%s-%d"):format(name, tag_n)
-end
+local tag = h.tagger("cli")
 
 -- A port on which nothing listens.
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local free_port = h.free_port
 
 local function lines(s)
   local out = {}

@@ -10,6 +10,7 @@
 -- luacheck: ignore 512
 
 local fetch = require "fetchstream"
+local h = require "spec.helpers"
 local stub = require "spec.server"
 local socket = require "socket"
 
@@ -22,11 +23,7 @@ teardown(function() srv:stop() end)
 ---------------------------------------------------------------------------
 -- helpers
 
-local tag_n = 0
-local function tag(name)
-  tag_n = tag_n + 1
-  return ("life-%s-%d"):format(name, tag_n)
-end
+local tag = h.tagger("life")
 
 -- A URL that streams until the client goes away, tagged for /log.
 local function forever(t, interval)
@@ -48,13 +45,7 @@ local function assert_open(t)
   assert.is_false(log.closed)
 end
 
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected a " .. kind .. " error, but the call returned")
-  assert.is_true(fetch.is_error(err), "expected a fetchstream error, got " .. tostring(err))
-  assert.are.equal(kind, err.kind, tostring(err))
-  return err
-end
+local raises = h.raises
 
 local function full_gc()
   collectgarbage()

@@ -5,6 +5,7 @@
 -- the stub server's POST /api/chat (Ollama's NDJSON chat stream) and /sse.
 
 local fetch = require "fetchstream"
+local h = require "spec.helpers"
 local stub = require "spec.server"
 local cjson = require "cjson"
 
@@ -18,15 +19,9 @@ teardown(function() srv:stop() end)
 local REQ = { model = "llama-stub", messages = { { role = "user", content = "hi" } } }
 local NTOK = #stub.CANNED_TOKENS
 
-local tag_n = 0
-local function tag(name)
-  tag_n = tag_n + 1
-  return ("ndjson-%s-%d"):format(name, tag_n)
-end
+local tag = h.tagger("ndjson")
 
-local function enc(s)
-  return (s:gsub("[^%w%-_%.~]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
+local enc = h.enc
 
 -- /sse sending `body` as application/x-ndjson (or ct), in `chunk`-byte pieces.
 local function raw(body, chunk, ct)

@@ -11,6 +11,7 @@
 -- bounds only where back-off would be far larger.
 
 local fetch = require "fetchstream"
+local h = require "spec.helpers"
 local stub = require "spec.server"
 local socket = require "socket"
 
@@ -23,27 +24,12 @@ teardown(function() srv:stop() end)
 ---------------------------------------------------------------------------
 -- helpers
 
-local tag_n = 0
-local function tag(name)
-  tag_n = tag_n + 1
-  return ("rc-%s-%d"):format(name, tag_n)
-end
+local tag = h.tagger("rc")
 
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected a " .. kind .. " error, but the call returned")
-  assert.is_true(fetch.is_error(err), "expected a fetchstream error, got " .. tostring(err))
-  assert.are.equal(kind, err.kind, tostring(err))
-  return err
-end
+local raises = h.raises
 
 -- A port on which nothing listens.
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local free_port = h.free_port
 
 -- Iterate fetch.events(url, opts) to its end (or `limit` events, then break).
 -- Returns the events, the stream, the error raised (or nil), and the times

@@ -1,12 +1,8 @@
 -- The rockspec builds and installs the module with Debian's luarocks, offline,
 -- and lists every C source and Lua module of the tree (so it cannot drift).
+local h = require "spec.helpers"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = h.read
 
 local function lines_of(cmd)
   local out = {}

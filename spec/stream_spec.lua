@@ -7,6 +7,7 @@
 -- spec/server/. Every request goes to 127.0.0.1; nothing leaves the machine.
 
 local fetch = require "fetchstream"
+local h = require "spec.helpers"
 local stub = require "spec.server"
 local cjson = require "cjson"
 local socket = require "socket"
@@ -20,40 +21,19 @@ teardown(function() srv:stop() end)
 ---------------------------------------------------------------------------
 -- helpers
 
-local function enc(s)
-  return (s:gsub("[^%w%-_%.~]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
+local enc = h.enc
 
 -- A URL of /sse that sends `body` with content type `ct` (or the default),
 -- in pieces of `chunk` bytes when given.
-local function sse(body, extra)
-  local q = "/sse?body=" .. enc(body)
-  for k, v in pairs(extra or {}) do q = q .. "&" .. k .. "=" .. enc(tostring(v)) end
-  return srv:url(q)
-end
+local function sse(body, extra) return srv:url(h.sse_path(body, extra)) end
 
-local tag_n = 0
-local function tag(name)
-  tag_n = tag_n + 1
-  return ("stream-%s-%d"):format(name, tag_n)
-end
+local tag = h.tagger("stream")
 
 -- A port on which nothing listens.
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local free_port = h.free_port
 
 -- Call fn(...), which must raise a fetchstream error of `kind`; return it.
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected a " .. kind .. " error, but the call returned")
-  assert.is_true(fetch.is_error(err), "expected a fetchstream error, got " .. tostring(err))
-  assert.are.equal(kind, err.kind, tostring(err))
-  return err
-end
+local raises = h.raises
 
 -- All events of a URL, through fetch.events.
 local function events_of(url, opts)

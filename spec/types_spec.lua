@@ -3,15 +3,11 @@
 -- its option checks and the README expose is typed, on the right class.
 -- Only that direction is checked: the definitions may type more (what
 -- DESIGN.md promises and is not built yet, such as fetch.chat).
+local h = require "spec.helpers"
 
 local TYPES = "types/fetchstream.lua"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = h.read
 
 -- A small reader of LuaCATS: classes with their parents, fields and
 -- functions (with the doc block above each function), and string aliases.
