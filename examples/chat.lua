@@ -1,10 +1,13 @@
--- Stream a chat answer token by token, as it arrives.
+-- Stream a chat answer token by token with fetch.chat, then print a one-line
+-- summary from the chat object (finish reason, deltas, time to first token,
+-- speed) on stderr.
 --
---   make demo                      -- against the bundled stub server
---   OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... \
---     LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' lua5.4 examples/chat.lua
+--   make demo                                        -- against the bundled stub server
+--   lua5.4 examples/chat.lua "Why is the sky blue?"  -- the prompt is the command line
+--   OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... lua5.4 examples/chat.lua
 --
--- OPENAI_MODEL picks the model; the prompt is the command line, if any.
+-- OPENAI_MODEL picks the model. From the repo root, without installing:
+-- LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
 
 local fetch = require "fetchstream"
 
@@ -17,30 +20,29 @@ end
 local prompt = #arg > 0 and table.concat(arg, " ") or "Say hello to a Lua programmer."
 
 io.write("> ", prompt, "\n")
-local ok, err = pcall(function()
-  for ev in fetch.events(base .. "/chat/completions", {
-    headers = key and { authorization = "Bearer " .. key } or nil,
-    json = {
-      model = os.getenv("OPENAI_MODEL") or "gpt-4o-mini",
-      stream = true,
-      messages = { { role = "user", content = prompt } },
-    },
+local ok, chat = pcall(function() -- on failure, `chat` is the error
+  local chat <close> = fetch.chat(base, {
+    model = os.getenv("OPENAI_MODEL") or "gpt-4o-mini",
+    messages = { { role = "user", content = prompt } },
+    api_key = key,
     first_byte_timeout = 60,
     idle_timeout = 60,
-  }) do
-    if ev.data == "[DONE]" then break end
-    local chunk = assert(ev:json())
-    local choice = chunk.choices and chunk.choices[1]
-    local text = choice and choice.delta and choice.delta.content
-    if type(text) == "string" then
-      io.write(text)
-      io.flush()
-    end
+  })
+  for text in chat do -- the chat object is the iterator...
+    io.write(text)
+    io.flush()
   end
+  return chat         -- ...and the result, once the loop is over
 end)
 io.write("\n")
+io.flush()
 if server then server:stop() end
 if not ok then
-  io.stderr:write(tostring(err), "\n")
+  io.stderr:write(tostring(chat), "\n")
   os.exit(1)
 end
+
+local st = chat.stats
+io.stderr:write(("-- %s: %d deltas, first token after %.0f ms%s\n"):format(
+  chat.finish_reason or "no finish reason", st.deltas, (st.ttft or 0) * 1000,
+  st.tokens_per_second and (", %.0f tokens/s"):format(st.tokens_per_second) or ""))
