@@ -85,45 +85,61 @@ static void call_hook(lua_State *L, int uv, int nargs) {
   lua_call(L, nargs, 0);
 }
 
-/* Push v, reusing the string in `slot` when it holds the same bytes (event
-** types and ids repeat from event to event: no re-interning), else keep the
-** new string in the slot for next time. */
-static void push_cached(lua_State *L, int slot, sse_slice v) {
-  size_t len;
-  const char *old = lua_tolstring(L, slot, &len);
-  if (len == v.len && memcmp(old, v.ptr, len) == 0) {
-    lua_pushvalue(L, slot);
+/* The last type and id pushed, kept in two slots (stack or upvalues) so
+** that the strings, which repeat from event to event, are not interned
+** again; ptr/len mirror the slots' strings, which the slots keep alive. */
+typedef struct strcache {
+  int slot[2];
+  const char *ptr[2];
+  size_t len[2];
+} strcache;
+
+static void cache_init(lua_State *L, strcache *c, int type_slot, int id_slot) {
+  int i;
+  c->slot[0] = type_slot;
+  c->slot[1] = id_slot;
+  for (i = 0; i < 2; i++) c->ptr[i] = lua_tolstring(L, c->slot[i], &c->len[i]);
+}
+
+/* Push v through cache entry i. */
+static void push_cached(lua_State *L, strcache *c, int i, sse_slice v) {
+  size_t len = c->len[i];
+  if (len == v.len &&
+      (len == 0 || (c->ptr[i][0] == v.ptr[0] && memcmp(c->ptr[i], v.ptr, len) == 0))) {
+    lua_pushvalue(L, c->slot[i]);
   } else {
-    lua_pushlstring(L, v.ptr, v.len);
-    lua_copy(L, -1, slot);
+    c->ptr[i] = lua_pushlstring(L, v.ptr, v.len);
+    c->len[i] = v.len;
+    lua_copy(L, -1, c->slot[i]);
   }
 }
 
 /*
 ** Run the parser to its next event and push [fn,] data, type, id (returns
 ** 1), or use up the input (returns 0). Comments and retry fields go to their
-** hooks on the way. `cache` and cache + 1 are the slots of push_cached for
-** the type and the id (stack or upvalue indices); fn_slot, when not 0, is
-** pushed first. Expects the parser at stack index 1.
+** hooks on the way. The type and id go through `cache`; fn_slot, when not
+** 0, is pushed first. Expects the parser at stack index 1.
 */
 static int next_event(lua_State *L, lparser *lp, lua_Integer gen, int fn_slot,
-                      int type_slot, int id_slot) {
+                      strcache *cache) {
   sse_item it;
   while (!lp->closed && lp->has_input && lp->gen == gen) {
     switch (sse_next(&lp->p, &lp->in, &it)) {
       case SSE_EVENT:
         if (fn_slot) lua_pushvalue(L, fn_slot);
         lua_pushlstring(L, it.data.ptr, it.data.len);
-        push_cached(L, type_slot, it.type);
-        push_cached(L, id_slot, it.id);
+        push_cached(L, cache, 0, it.type);
+        push_cached(L, cache, 1, it.id);
         return 1;
       case SSE_COMMENT:
         lua_pushlstring(L, it.data.ptr, it.data.len);
         call_hook(L, UV_ONCOMMENT, 1);
+        cache_init(L, cache, cache->slot[0], cache->slot[1]); /* Lua ran */
         break;
       case SSE_RETRY:
         lua_pushinteger(L, (lua_Integer)it.retry);
         call_hook(L, UV_ONRETRY, 1);
+        cache_init(L, cache, cache->slot[0], cache->slot[1]); /* Lua ran */
         break;
       case SSE_NEED_MORE:
         drop_input(L, lp);
@@ -141,11 +157,12 @@ static int next_event(lua_State *L, lparser *lp, lua_Integer gen, int fn_slot,
 ** it. */
 static int feed_iter(lua_State *L) {
   lparser *lp;
+  strcache cache;
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(1));
   lp = toparser(L);
-  if (!next_event(L, lp, lua_tointeger(L, lua_upvalueindex(2)), 0,
-                  lua_upvalueindex(4), lua_upvalueindex(5)))
+  cache_init(L, &cache, lua_upvalueindex(4), lua_upvalueindex(5));
+  if (!next_event(L, lp, lua_tointeger(L, lua_upvalueindex(2)), 0, &cache))
     return 0;
   lua_createtable(L, 0, 3);
   lua_insert(L, 2);               /* parser, ev, data, type, id */
@@ -166,6 +183,7 @@ static int feed_iter(lua_State *L) {
 static int parser_feed(lua_State *L) {
   lparser *lp = checkparser(L);
   lua_Integer gen;
+  strcache cache;
   fs_checklstring(L, 2, "feed", NULL);
   if (!lua_isnoneornil(L, 3) && !fs_iscallable(L, 3))
     fs_usage(L, "bad argument #2 to 'feed' (function expected, got %s)",
@@ -185,7 +203,8 @@ static int parser_feed(lua_State *L) {
   lua_settop(L, 3);
   lua_pushliteral(L, "message"); /* 4: type cache */
   lua_pushliteral(L, "");        /* 5: id cache */
-  while (next_event(L, lp, gen, 3, 4, 5)) lua_call(L, 3, 0);
+  cache_init(L, &cache, 4, 5);
+  while (next_event(L, lp, gen, 3, &cache)) lua_call(L, 3, 0);
   return 0;
 }
 

@@ -191,8 +191,21 @@ static sse_result field_retry(sse_parser *p, const char *v, size_t n,
   return SSE_RETRY;
 }
 
-#define IS_FIELD(name, lit) \
-  ((name##_len) == sizeof(lit) - 1 && memcmp((name), (lit), sizeof(lit) - 1) == 0)
+/* Field names, told apart by length and first byte before any compare:
+** this runs once per line. */
+enum { F_OTHER, F_DATA, F_EVENT, F_ID, F_RETRY };
+
+static int field_of(const char *name, size_t len) {
+  switch (len) {
+    case 2: return name[0] == 'i' && name[1] == 'd' ? F_ID : F_OTHER;
+    case 4: return memcmp(name, "data", 4) == 0 ? F_DATA : F_OTHER;
+    case 5:
+      if (name[0] == 'e') return memcmp(name, "event", 5) == 0 ? F_EVENT : F_OTHER;
+      if (name[0] == 'r') return memcmp(name, "retry", 5) == 0 ? F_RETRY : F_OTHER;
+      return F_OTHER;
+    default: return F_OTHER;
+  }
+}
 
 /* One complete line, without its terminator. */
 static sse_result process_line(sse_parser *p, const char *line, size_t len,
@@ -217,17 +230,18 @@ static sse_result process_line(sse_parser *p, const char *line, size_t len,
     item->data.len = value_len;
     return SSE_COMMENT;
   }
-  if (IS_FIELD(name, "data")) return field_data(p, value, value_len, borrowed);
-  if (IS_FIELD(name, "event"))
-    return buf_set(&p->type, value, value_len) ? CONTINUE : fail(p, SSE_NOMEM);
-  if (IS_FIELD(name, "id")) {
-    if (memchr(value, '\0', value_len)) return CONTINUE;
-    if (!buf_set(&p->id_buf, value, value_len)) return fail(p, SSE_NOMEM);
-    p->id_changed = 1;
-    return CONTINUE;
+  switch (field_of(name, name_len)) {
+    case F_DATA: return field_data(p, value, value_len, borrowed);
+    case F_EVENT:
+      return buf_set(&p->type, value, value_len) ? CONTINUE : fail(p, SSE_NOMEM);
+    case F_ID:
+      if (memchr(value, '\0', value_len)) return CONTINUE;
+      if (!buf_set(&p->id_buf, value, value_len)) return fail(p, SSE_NOMEM);
+      p->id_changed = 1;
+      return CONTINUE;
+    case F_RETRY: return field_retry(p, value, value_len, item);
+    default: return CONTINUE; /* any other field is ignored */
   }
-  if (IS_FIELD(name, "retry")) return field_retry(p, value, value_len, item);
-  return CONTINUE; /* any other field is ignored */
 }
 
 /* ------------------------------------------------------------- scanning */
@@ -235,6 +249,12 @@ static sse_result process_line(sse_parser *p, const char *line, size_t len,
 /* The next CR or LF at or after in->pos, or NULL; each search is cached. */
 static const char *next_eol(sse_input *in) {
   size_t left = (size_t)(in->end - in->pos);
+  /* A blank line right here (the end of most events) needs no search. */
+  if (left && *in->pos == '\n' && (!in->cr || in->cr >= in->pos)) {
+    if (!in->cr) in->cr = memchr(in->pos, '\r', left);
+    if (!in->cr) in->cr = in->end;
+    if (in->cr > in->pos) return in->pos;
+  }
   if (in->lf != in->end && (!in->lf || in->lf < in->pos)) {
     in->lf = memchr(in->pos, '\n', left);
     if (!in->lf) in->lf = in->end;
