@@ -160,7 +160,7 @@ static int feed_iter(lua_State *L) {
   strcache cache;
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(1));
-  lp = toparser(L);
+  lp = (lparser *)lua_touserdata(L, 1); /* our own upvalue: always a parser */
   cache_init(L, &cache, lua_upvalueindex(4), lua_upvalueindex(5));
   if (!next_event(L, lp, lua_tointeger(L, lua_upvalueindex(2)), 0, &cache))
     return 0;
