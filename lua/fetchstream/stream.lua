@@ -122,15 +122,18 @@ local TIMEOUT_TEXT = {
   total = "the transfer took longer than %g s",
 }
 
+-- The error of timeout `which` ("connect", "first_byte", "idle", "total").
+local function timeout_error(s, which)
+  local secs = s._opts[TIMEOUT_OPTION[which]] or 300 -- 300 s: curl's own connect limit
+  return core.error("timeout", which:gsub("_", " ") .. " timeout: "
+    .. TIMEOUT_TEXT[which]:format(secs), { timeout = which })
+end
+
 -- How the transfer ended, as a reason and an error object.
 local function outcome(s)
   local what, a, b, c = core.stream_end(s)
   if what == "done" or what == "aborted" then return what end
-  if what == "timeout" then
-    local secs = s._opts[TIMEOUT_OPTION[a]] or 300 -- 300 s: curl's own connect limit
-    return "timeout", core.error("timeout", a:gsub("_", " ") .. " timeout: "
-      .. TIMEOUT_TEXT[a]:format(secs), { timeout = a })
-  end
+  if what == "timeout" then return "timeout", timeout_error(s, a) end
   return "network", core.error("network", c, { code = a, curl = b })
 end
 
@@ -160,9 +163,9 @@ local function schedule_reconnect(s, reason, err)
   if reason == "done" and s.status == 204 then return false end -- 204: stop for good
   rc.failures = rc.failures + 1
   if rc.retries and rc.failures > rc.retries then return false end
-  local base = s.retry and s.retry / 1000 or rc.delay
-  local wait = math.min(math.max(rc.max_delay, base), base * 2 ^ (rc.failures - 1))
-  wait = math.max(base, math.min(wait * (1 + 0.2 * math.random()), math.max(rc.max_delay, base)))
+  local base = s.retry and s.retry / 1000 or rc.delay -- the reconnection time
+  local cap = math.max(rc.max_delay, base) -- max_delay never shortens it
+  local wait = math.min(cap, base * 2 ^ (rc.failures - 1) * (1 + 0.2 * math.random()))
   if wait_for_server then wait = math.max(wait_for_server, base) end
   s._reconnect_at = now() + wait
   local total = s._opts.timeout
@@ -180,10 +183,7 @@ local function reconnect(s)
   local total = s._opts.timeout
   if total then
     local left = total - (now() - s._t0)
-    if left <= 0 then
-      return finish(s, "timeout", core.error("timeout", "total timeout: "
-        .. TIMEOUT_TEXT.total:format(total), { timeout = "total" }))
-    end
+    if left <= 0 then return finish(s, "timeout", timeout_error(s, "total")) end
     s._req.timeout = math.ceil(left * 1000)
   end
   s._response, s._refused, s._ct_checked = nil, nil, nil
