@@ -15,10 +15,7 @@ local now = socket.gettime
 
 local srv
 setup(function()
-  -- The child loads build/fetchstream/core.so: make sure it is there and
-  -- current (a no-op after `make`; `make memcheck` alone builds only build-asan).
-  local ok = os.execute("env -u LD_PRELOAD make -s build/fetchstream/core.so >/dev/null 2>&1")
-  assert(ok, "cannot build build/fetchstream/core.so for the CLI")
+  h.build_for_children()
   srv = stub.start()
 end)
 teardown(function() srv:stop() end)
@@ -26,9 +23,7 @@ teardown(function() srv:stop() end)
 ---------------------------------------------------------------------------
 -- helpers
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local q = h.shell_quote
 
 local enc = h.enc
 
@@ -54,8 +49,7 @@ local function tmp()
 end
 teardown(function() for _, f in ipairs(tmpfiles) do os.remove(f) end end)
 
-local ENV = "env -u LD_PRELOAD -u LUA_PATH_5_4 -u LUA_CPATH_5_4 "
-  .. "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' "
+local ENV = h.child_env() .. " "
 
 -- Run `fetchstream args...`. opts.stdin: bytes for its stdin; opts.pipe: a
 -- command its stdout is piped into; opts.sigpipe: "default" or "ignore", how

@@ -8,15 +8,13 @@
 -- variables at this spec's own stub instead, to check that path too.
 
 local stub = require "spec.server"
+local h = require "spec.helpers"
 
 local ANSWER = stub.CANNED_ANSWER
 
 local srv
 setup(function()
-  -- The child loads build/fetchstream/core.so: make sure it is there and
-  -- current (a no-op after `make`; `make memcheck` alone builds only build-asan).
-  local ok = os.execute("env -u LD_PRELOAD make -s build/fetchstream/core.so >/dev/null 2>&1")
-  assert(ok, "cannot build build/fetchstream/core.so for the examples")
+  h.build_for_children()
   srv = stub.start()
 end)
 teardown(function() srv:stop() end)
@@ -24,9 +22,7 @@ teardown(function() srv:stop() end)
 ---------------------------------------------------------------------------
 -- helpers
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local q = h.shell_quote
 
 local function slurp(path)
   local f = io.open(path, "rb")
@@ -38,11 +34,11 @@ local function slurp(path)
 end
 
 -- No real API for the examples unless a test gives one; no sanitizer runtime.
-local ENV = "env -u LD_PRELOAD -u LUA_PATH_5_4 -u LUA_CPATH_5_4"
-  .. " -u OPENAI_BASE_URL -u OPENAI_API_KEY -u OPENAI_MODEL"
-  .. " -u ANTHROPIC_BASE_URL -u ANTHROPIC_API_KEY -u ANTHROPIC_MODEL"
-  .. " -u OLLAMA_HOST -u OLLAMA_MODEL"
-  .. " LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'"
+local ENV = h.child_env {
+  "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL",
+  "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_MODEL",
+  "OLLAMA_HOST", "OLLAMA_MODEL",
+}
 
 -- Run examples/<name>.lua with `args` (a list) and `env` ({ NAME = value }).
 -- Returns { code =, out =, err = }. An example that hangs is killed after 30 s.

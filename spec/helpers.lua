@@ -46,6 +46,28 @@ function h.sse_path(body, extra)
   return q
 end
 
+--- Quote a word for sh.
+function h.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+--- The `env ...` prefix a child lua5.4 (the CLI, an example) runs under:
+-- the module from the checkout, no sanitizer runtime (the ASan pass preloads
+-- it here), and the variables named in `unset` removed.
+function h.child_env(unset)
+  local words = { "env -u LD_PRELOAD -u LUA_PATH_5_4 -u LUA_CPATH_5_4" }
+  for _, name in ipairs(unset or {}) do words[#words + 1] = "-u " .. name end
+  words[#words + 1] = "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'"
+  return table.concat(words, " ")
+end
+
+--- Children load build/fetchstream/core.so: make sure it is there and
+-- current (a no-op after `make`; `make memcheck` alone builds only build-asan).
+function h.build_for_children()
+  local ok = os.execute("env -u LD_PRELOAD make -s build/fetchstream/core.so >/dev/null 2>&1")
+  assert(ok, "cannot build build/fetchstream/core.so")
+end
+
 --- A whole file's bytes.
 function h.read(path)
   local f = assert(io.open(path, "rb"))

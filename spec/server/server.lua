@@ -454,6 +454,18 @@ local function jstr(s) return cjson.encode(s) end
 -- routes: each returns nothing; set c.keep = false to close afterwards
 ---------------------------------------------------------------------------
 
+-- Send body in pieces of `size` bytes, `delay` ms apart, and end the
+-- response (unless the client went away).
+local function send_pieces(c, body, size, delay)
+  local i = 1
+  while i <= #body do
+    if i > 1 and delay > 0 and not c:sleep(delay) then return end
+    if not c:chunk(ssub(body, i, i + size - 1)) then return end
+    i = i + size
+  end
+  c:finish()
+end
+
 local routes = {}
 
 routes["/sse"] = function(c, req)
@@ -468,13 +480,7 @@ routes["/sse"] = function(c, req)
   if framing == "length" then framing = #body
   elseif framing ~= "close" then framing = "chunked" end
   if not c:head(status, headers, framing) then return end
-  local i = 1
-  while i <= #body do
-    if i > 1 and delay > 0 and not c:sleep(delay) then return end
-    if not c:chunk(ssub(body, i, i + k - 1)) then return end
-    i = i + k
-  end
-  c:finish()
+  send_pieces(c, body, k, delay)
 end
 
 routes["/count"] = function(c, req)
@@ -559,14 +565,7 @@ routes["/gzip"] = function(c, req)
   end
   if not stream_head(c, req, nil, extra) then return end
   local pieces = math.max(1, math.min(4, #body))
-  local size = -(-#body // pieces)
-  local i = 1
-  while i <= #body do
-    if i > 1 and delay > 0 and not c:sleep(delay) then return end
-    if not c:chunk(ssub(body, i, i + size - 1)) then return end
-    i = i + size
-  end
-  c:finish()
+  send_pieces(c, body, -(-#body // pieces), delay)
 end
 
 routes["/redirect"] = function(c, req)
