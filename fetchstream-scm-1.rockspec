@@ -42,6 +42,7 @@ build = {
     },
     ["fetchstream"] = "lua/fetchstream/init.lua",
     ["fetchstream.chat"] = "lua/fetchstream/chat.lua",
+    ["fetchstream.json"] = "lua/fetchstream/json.lua",
     ["fetchstream.client"] = "lua/fetchstream/client.lua",
     ["fetchstream.options"] = "lua/fetchstream/options.lua",
     ["fetchstream.request"] = "lua/fetchstream/request.lua",

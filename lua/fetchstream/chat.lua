@@ -68,7 +68,7 @@ local function add_text(chat, text)
   end
   chat._deltas = chat._deltas + 1
   chat._parts[#chat._parts + 1] = text
-  chat._pending[#chat._pending + 1] = text
+  stream.push(chat._pending, text)
 end
 
 -- cjson 2.1 decodes every number as a float: token counts read better as
@@ -206,16 +206,9 @@ end
 --- One step of the `for` loop: the next text delta, or nil at the end.
 -- Raises the error that ended the chat.
 function Chat:__call()
-  local pending = self._pending
   while true do
-    local i = self._next_pending
-    if i <= #pending then
-      local text = pending[i]
-      pending[i] = nil
-      self._next_pending = i + 1
-      return text
-    end
-    self._next_pending = 1
+    local text = stream.pop(self._pending)
+    if text then return text end
     if self.error then error(self.error, 0) end
     if self.done or self.stream.reason == "aborted" then return nil end
     local s = self.stream
@@ -251,9 +244,14 @@ end
 
 -- The API root plus the endpoint's path; a query string (Azure's
 -- ?api-version=...) stays at the end.
-local function endpoint(base, anthropic)
+-- The API root without trailing slashes, and its query string ("" if none).
+local function split_base(base)
   local root, query = base:match("^([^?]*)(.*)$")
-  root = root:gsub("/+$", "")
+  return (root:gsub("/+$", "")), query
+end
+
+local function endpoint(base, anthropic)
+  local root, query = split_base(base)
   local path = anthropic and "/messages" or "/chat/completions"
   if root:sub(-#path) ~= path then root = root .. path end
   return root .. query
@@ -266,7 +264,7 @@ function _M.chat(client, base_url, opts)
   end
   if type(opts) ~= "table" then usage("bad argument #2 to 'chat' (options table expected)") end
   local anthropic = opts.format == "anthropic"
-    or (opts.format == nil and base_url:match("^[^?]*"):gsub("/+$", ""):find("/messages$") ~= nil)
+    or (opts.format == nil and split_base(base_url):find("/messages$") ~= nil)
   local req_opts, body, chat_opts = {}, {}, {}
   local request_names = request.REQUEST_OPTIONS
   for name, value in pairs(opts) do
@@ -298,7 +296,7 @@ function _M.chat(client, base_url, opts)
   local chat = setmetatable({
     format = anthropic and "anthropic" or "openai",
     text = "", tool_calls = {}, stats = {},
-    _parts = {}, _pending = {}, _next_pending = 1, _deltas = 0,
+    _parts = {}, _pending = stream.queue(), _deltas = 0, -- _pending: texts not yet handed out
     _handle = anthropic and anthropic_event or openai_event,
     _started = now(),
   }, Chat)
@@ -309,10 +307,7 @@ function _M.chat(client, base_url, opts)
     -- Callback form: driven by run(), like any fetch.stream.
     req_opts.onmessage = function(ev)
       local mark, err = chat._handle(chat, ev)
-      local pending = chat._pending
-      for i = 1, #pending do
-        local text = pending[i]
-        pending[i] = nil
+      for text in stream.pop, chat._pending do
         if ontext then ontext(text) end
         if chat.stream.reason then return end
       end

@@ -7,9 +7,9 @@ local core = require "fetchstream.core"
 local request = require "fetchstream.request"
 local stream = require "fetchstream.stream"
 local chat = require "fetchstream.chat"
-local json = require("cjson").new()
+local json = require "fetchstream.json"
 
-local error, next, pairs, pcall, tostring, type = error, next, pairs, pcall, tostring, type
+local error, next, pairs, tostring, type = error, next, pairs, tostring, type
 local now = core.now
 local usage = require("fetchstream.options").usage
 
@@ -46,7 +46,7 @@ function Client:_start(fname, url, opts, callbacks, want)
   s._client = self
   s._opts = checked
   s._queue = stream.queue()
-  s._partial = {}
+  s._partial = { size = 0 } -- a line not ended yet, in pieces (lines readers)
   -- "raw": a callback stream that only wants onchunk still reads its body.
   s._want = events and "events" or callbacks and "raw" or want
   s._max = checked.max_event_size or request.DEFAULT_MAX_EVENT_SIZE
@@ -104,10 +104,7 @@ function Client:run(timeout)
     if next(self._active) == nil then return true end
     if deadline and now() >= deadline then return false end
     local wake = deadline
-    for s in pairs(self._active) do -- a stream waiting to reconnect
-      local at = s._reconnect_at
-      if at and (wake == nil or at < wake) then wake = at end
-    end
+    for s in pairs(self._active) do wake = stream.wake_time(s, wake) end
     core.client_wait(self, wake and wake - now() or 60)
   end
 end
@@ -122,11 +119,8 @@ local function accepted(s) return s._response and not s._refused end
 --- `c:open(url, opts)`: a stream once its response headers are in, or
 -- nil, err (http for a non-2xx status, network, timeout).
 function Client:open(url, opts)
+  if self._dispatching then usage("'open' cannot wait for a response from inside a callback") end
   local s = self:_start("open", url, opts, false, nil)
-  if self._dispatching then
-    s:close()
-    usage("'open' cannot wait for a response from inside a callback")
-  end
   stream.wait_for(s, nil, accepted)
   if s.reason and s.error then
     local err = s.error
@@ -168,11 +162,8 @@ function Client:ndjson(url, opts)
       if line == nil then return nil end
       lineno = lineno + 1
       if line:find("%S") then
-        local ok, value = pcall(json.decode, line)
-        if ok then return value end
-        local shown = #line > 60 and line:sub(1, 60) .. "..." or line
-        local err = core.error("protocol", ("NDJSON line %d is not JSON: %q"):format(lineno, shown),
-          { line = lineno })
+        local value, err = json.decode(line, "NDJSON line " .. lineno, { line = lineno })
+        if err == nil then return value end
         stream.finish(st, "protocol", err)
         error(err, 0)
       end

@@ -7,9 +7,9 @@ local core = require "fetchstream.core"
 local options = require "fetchstream.options"
 local request = require "fetchstream.request"
 local client = require "fetchstream.client"
-local json = require("cjson").new() -- our own instance: a user's cjson settings stay theirs
+local json = require "fetchstream.json"
 
-local getmetatable, pcall, tostring = getmetatable, pcall, tostring
+local getmetatable = getmetatable
 
 local _M = { _VERSION = core._VERSION }
 
@@ -30,17 +30,10 @@ local Event = core.Event
 Event.__index = {}
 Event.__name = "fetchstream.Event"
 
-local PREVIEW = 60 -- how much of bad JSON an error message quotes
-
 --- `ev:json()` decodes `ev.data` with cjson; `nil, err` (kind `protocol`)
 -- when it is not JSON. The message quotes the first bytes of the data.
 function Event.__index.json(ev)
-  local ok, value = pcall(json.decode, ev.data)
-  if ok then return value end
-  local data = ev.data
-  local shown = #data > PREVIEW and data:sub(1, PREVIEW) .. "..." or data
-  return nil, core.error("protocol", ("event data is not JSON (%s): %q"):format(
-    tostring(value):gsub("^.-:%d+: ", ""), shown))
+  return json.decode(ev.data, "event data")
 end
 
 -- The parser -------------------------------------------------------------

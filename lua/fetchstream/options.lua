@@ -46,6 +46,22 @@ function _M.seconds(v)
   if type(v) ~= "number" or v ~= v or v <= 0 then return "a positive number of seconds" end
 end
 
+local function shown(value)
+  return type(value) == "string" and ("%q"):format(value) or tostring(value)
+end
+
+--- The first entry of table `t` that `spec` (name -> checker) refuses, or
+-- nil: returns its name, what was expected (nil for an unknown name), and
+-- the value as a message shows it.
+function _M.problem(t, spec)
+  for name, value in pairs(t) do
+    local checker = spec[name]
+    if not checker then return tostring(name), nil, shown(value) end
+    local expected = checker(value)
+    if expected then return name, expected, shown(value) end
+  end
+end
+
 --- Check `opts` (nil or a table) against `spec` (name -> checker) for the
 -- function `fname`; returns the table (an empty one for nil).
 function _M.check(fname, opts, spec)
@@ -53,17 +69,9 @@ function _M.check(fname, opts, spec)
   if type(opts) ~= "table" then
     usage("bad argument to '%s' (options table expected, got %s)", fname, type(opts))
   end
-  for name, value in pairs(opts) do
-    local checker = spec[name]
-    if not checker then
-      usage("unknown option '%s' to '%s'", tostring(name), fname)
-    end
-    local expected = checker(value)
-    if expected then
-      usage("option '%s' to '%s' must be %s, got %s", name, fname, expected,
-        type(value) == "string" and ("%q"):format(value) or tostring(value))
-    end
-  end
+  local name, expected, value = _M.problem(opts, spec)
+  if name and not expected then usage("unknown option '%s' to '%s'", name, fname) end
+  if name then usage("option '%s' to '%s' must be %s, got %s", name, fname, expected, value) end
   return opts
 end
 

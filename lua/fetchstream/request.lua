@@ -5,7 +5,7 @@
 
 local core = require "fetchstream.core"
 local options = require "fetchstream.options"
-local json = require("cjson").new()
+local json = require "fetchstream.json"
 
 local math_ceil, pairs, pcall, tostring, type = math.ceil, pairs, pcall, tostring, type
 
@@ -45,12 +45,9 @@ local RECONNECT_FIELDS = {
 local function reconnect(v)
   if type(v) == "boolean" then return nil end
   if type(v) ~= "table" then return "a boolean or { retries =, delay =, max_delay = }" end
-  for k, x in pairs(v) do
-    local check = RECONNECT_FIELDS[k]
-    if not check then return ("a table without '%s' (retries, delay, max_delay)"):format(tostring(k)) end
-    local expected = check(x)
-    if expected then return ("%s in reconnect: %s"):format(k, expected) end
-  end
+  local k, expected = options.problem(v, RECONNECT_FIELDS)
+  if k and not expected then return ("a table without '%s' (retries, delay, max_delay)"):format(k) end
+  if k then return ("%s in reconnect: %s"):format(k, expected) end
 end
 
 local function handlers(v)

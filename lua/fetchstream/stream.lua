@@ -6,7 +6,7 @@
 
 local core = require "fetchstream.core"
 local request = require "fetchstream.request"
-local json = require("cjson").new()
+local json = require "fetchstream.json"
 
 local error, pcall, tonumber, tostring, type = error, pcall, tonumber, tostring, type
 local table_concat = table.concat
@@ -38,20 +38,17 @@ local function pop(q)
   return v
 end
 
---- A parser for the stream's next connection. The last event ID carries
--- over (it is sent as Last-Event-ID); the rest starts afresh, as for a new
--- EventSource connection. Its hooks run inside p:feed, protected like every
--- callback.
-function _M.new_parser(s)
-  local opts = s._opts
-  local onretry, oncomment = opts.onretry, opts.oncomment
-  return core.parser(s._max,
-    function(ms)
-      s.retry = ms
-      if onretry then _M.call(s, "onretry", onretry, ms) end
-    end,
-    oncomment and function(text) _M.call(s, "oncomment", oncomment, text) end,
-    s.last_event_id)
+-- The pieces of a line not ended yet (lines readers); parts.size counts bytes.
+local function clear_parts(parts)
+  for i = #parts, 1, -1 do parts[i] = nil end
+  parts.size = 0
+end
+
+--- The earlier of `wake` (nil: none) and the moment s waits to reconnect.
+function _M.wake_time(s, wake)
+  local at = s._reconnect_at
+  if at and (wake == nil or at < wake) then return at end
+  return wake
 end
 
 -- Ending ------------------------------------------------------------------
@@ -109,7 +106,22 @@ local function call(s, name, fn, ...)
   end
   return ok
 end
-_M.call = call
+
+--- A parser for the stream's next connection. The last event ID carries
+-- over (it is sent as Last-Event-ID); the rest starts afresh, as for a new
+-- EventSource connection. Its hooks run inside p:feed, protected like every
+-- callback.
+function _M.new_parser(s)
+  local opts = s._opts
+  local onretry, oncomment = opts.onretry, opts.oncomment
+  return core.parser(s._max,
+    function(ms)
+      s.retry = ms
+      if onretry then call(s, "onretry", onretry, ms) end
+    end,
+    oncomment and function(text) call(s, "oncomment", oncomment, text) end,
+    s.last_event_id)
+end
 
 local TIMEOUT_OPTION = {
   connect = "connect_timeout", first_byte = "first_byte_timeout",
@@ -187,9 +199,7 @@ local function reconnect(s)
     s._req.timeout = math.ceil(left * 1000)
   end
   s._response, s._refused, s._ct_checked = nil, nil, nil
-  local parts = s._partial -- a line cut off by the drop is not glued to the next
-  for i = #parts, 1, -1 do parts[i] = nil end
-  parts.size = 0
+  clear_parts(s._partial) -- a line cut off by the drop is not glued to the next
   s.reconnects = (s.reconnects or 0) + 1
   request.set_last_event_id(s._req, s.last_event_id)
   s._parser = _M.new_parser(s)
@@ -205,8 +215,7 @@ local function body_message(body, decoded)
     if type(e) == "string" then return e end
     if type(decoded.message) == "string" then return decoded.message end
   end
-  local text = body:gsub("%s+", " "):match("^ *(.-) *$")
-  return #text > 200 and text:sub(1, 200) .. "..." or text
+  return json.preview(body:gsub("%s+", " "):match("^ *(.-) *$"), 200)
 end
 
 -- Finish a stream whose response was refused (http status or content type),
@@ -214,9 +223,8 @@ end
 local function refuse(s)
   local body = table_concat(s._refused.body)
   if #body > ERROR_BODY_MAX then body = body:sub(1, ERROR_BODY_MAX) end
-  local ok, decoded = pcall(json.decode, body)
   local fields = { status = s.status, headers = s.headers, body = body,
-                   json = ok and decoded or nil }
+                   json = json.try_decode(body) }
   local message = body_message(body, fields.json)
   if s._refused.kind == "http" then
     if message == "" then message = "HTTP status " .. s.status end
@@ -295,21 +303,18 @@ local function split_lines(s, bytes)
     if not nl then break end
     parts[#parts + 1] = bytes:sub(pos, nl - 1)
     local line = table_concat(parts)
-    for i = #parts, 1, -1 do parts[i] = nil end
-    parts.size = 0
+    clear_parts(parts)
     if line:byte(-1) == 13 then line = line:sub(1, -2) end
     push(q, line)
     pos = nl + 1
   end
-  if pos <= #bytes then
+  if pos <= #bytes then -- the start of a line that ends in a later chunk
     parts[#parts + 1] = bytes:sub(pos)
-    parts.size = (parts.size or 0) + #bytes - pos + 1
+    parts.size = parts.size + #bytes - pos + 1
     if parts.size > s._max then
       finish(s, "protocol", core.error("protocol",
         ("line larger than max_event_size (%d bytes)"):format(s._max)))
     end
-  else
-    parts.size = 0
   end
 end
 
@@ -350,7 +355,7 @@ function _M.advance(s)
       on_response(s, status, lines, url)
       return true
     end
-    local _, ended = core.stream_queued(s)
+    local ended = core.stream_ended(s)
     if not ended then return false end
     local reason, err = outcome(s) -- ended before any response: a failure
     if not schedule_reconnect(s, reason, err) then finish(s, reason, err) end
@@ -363,7 +368,7 @@ function _M.advance(s)
     deliver(s, bytes)
     return true
   end
-  local _, ended = core.stream_queued(s)
+  local ended = core.stream_ended(s)
   if not ended then return false end
   if s._refused then
     refuse(s)
@@ -399,8 +404,7 @@ local function wait_for(s, deadline, ready)
       idle = false
     elseif idle then -- a step brought nothing: sleep until there is activity
       if deadline and now() >= deadline then return end
-      local wake = deadline
-      if s._reconnect_at and (wake == nil or s._reconnect_at < wake) then wake = s._reconnect_at end
+      local wake = _M.wake_time(s, deadline)
       core.client_wait(c, wake and wake - now() or 60)
       c:_step()
     else
@@ -423,7 +427,6 @@ local function pull(s, want, deadline)
   wait_for(s, deadline, has_item)
   return pop(s._queue)
 end
-_M.pull = pull
 
 local function ended_with(s)
   if s.error then return nil, s.error end
@@ -496,5 +499,5 @@ function Stream:times()
   return core.stream_times(self)
 end
 
-_M.queue = queue
+_M.queue, _M.push, _M.pop = queue, push, pop
 return _M
