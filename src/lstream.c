@@ -213,7 +213,7 @@ static int stream_start(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   s = fs_newobject(L, sizeof *s, 3, STREAM_T); /* 3: the stream */
-  s->closed = 1;
+  s->closed = 1; /* closed until start_transfer has an easy handle */
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, 3, UV_CLIENT);
   if (start_transfer(L, s, 3, 1, 2) == 2) return 2;
@@ -272,11 +272,17 @@ static int stream_read(lua_State *L) {
   return 1;
 }
 
-/* core.stream_queued(s) -> bytes queued, whether the transfer has ended */
-static int stream_queued(lua_State *L) {
+/* core.stream_ended(s) -> whether the transfer has ended (queued bytes
+** may still wait to be read) */
+static int stream_ended(lua_State *L) {
   lstream *s = checkstream(L, 1);
-  lua_pushinteger(L, (lua_Integer)s->s.queued);
   lua_pushboolean(L, s->s.end != FS_RUNNING);
+  return 1;
+}
+
+static int push_timeout(lua_State *L, const char *which) {
+  lua_pushliteral(L, "timeout");
+  lua_pushstring(L, which);
   return 2;
 }
 
@@ -293,25 +299,13 @@ static int stream_end(lua_State *L) {
     case FS_RUNNING: return 0;
     case FS_END_OK: lua_pushliteral(L, "done"); return 1;
     case FS_END_ABORTED: lua_pushliteral(L, "aborted"); return 1;
-    case FS_END_TIMEOUT_FIRST_BYTE:
-      lua_pushliteral(L, "timeout");
-      lua_pushliteral(L, "first_byte");
-      return 2;
-    case FS_END_TIMEOUT_IDLE:
-      lua_pushliteral(L, "timeout");
-      lua_pushliteral(L, "idle");
-      return 2;
-    case FS_END_TIMEOUT_TOTAL:
-      lua_pushliteral(L, "timeout");
-      lua_pushliteral(L, "total");
-      return 2;
+    case FS_END_TIMEOUT_FIRST_BYTE: return push_timeout(L, "first_byte");
+    case FS_END_TIMEOUT_IDLE: return push_timeout(L, "idle");
+    case FS_END_TIMEOUT_TOTAL: return push_timeout(L, "total");
     case FS_END_CURL: break;
   }
-  if (s->s.code == CURLE_OPERATION_TIMEDOUT) { /* we only give curl this one */
-    lua_pushliteral(L, "timeout");
-    lua_pushliteral(L, "connect");
-    return 2;
-  }
+  /* the only timeout left to curl is the connect timeout */
+  if (s->s.code == CURLE_OPERATION_TIMEDOUT) return push_timeout(L, "connect");
   lua_pushliteral(L, "network");
   lua_pushinteger(L, s->s.code);
   lua_pushstring(L, fs_curl_code_name(s->s.code));
@@ -388,7 +382,7 @@ static const luaL_Reg functions[] = {
   {"stream_restart", stream_restart},
   {"stream_headers", stream_headers},
   {"stream_read", stream_read},
-  {"stream_queued", stream_queued},
+  {"stream_ended", stream_ended},
   {"stream_end", stream_end},
   {"stream_times", stream_times},
   {"stream_abort", stream_abort},
