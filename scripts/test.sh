@@ -3,7 +3,7 @@
 # UBSan. Ends with "total: N passed, N failed" and fails if anything did.
 COUNTS_FILE=$(mktemp); export COUNTS_FILE
 ok=0
-echo "== lint"; ${LUACHECK:-luacheck} -q lua spec bench examples bin/fetchstream types || ok=1
+echo "== lint"; make -s lint || ok=1  # the paths are the Makefile's
 echo "== specs"; sh scripts/run-specs.sh specs "${BUILD:-build}" || ok=1
 echo "== memcheck (ASan + UBSan)"
 sh scripts/run-specs.sh memcheck "${ASAN_BUILD:-build-asan}" || ok=1

@@ -483,17 +483,23 @@ routes["/sse"] = function(c, req)
   send_pieces(c, body, k, delay)
 end
 
-routes["/count"] = function(c, req)
+-- The body of /count (after the headers): retry:, then n events `delay` ms
+-- apart, then the end of the response.
+local function send_count(c, req)
   local q = req.query
   local n, start = count_events(q, req)
   local delay = qnum(q, "delay", 0)
-  if not stream_head(c, req) then return end
   if q.retry and not c:chunk("retry: " .. q.retry .. "\n\n") then return end
   for i = start, start + n - 1 do
     if i > start and delay > 0 and not c:sleep(delay) then return end
     if not c:chunk(event_text(q, i, i)) then return end
   end
   c:finish()
+end
+
+routes["/count"] = function(c, req)
+  if not stream_head(c, req) then return end
+  send_count(c, req)
 end
 
 routes["/echo"] = function(c, req)
@@ -675,16 +681,9 @@ routes["/flaky"] = function(c, req)
     c:respond(code, "application/json", sfmt('{"error":{"message":%s}}', jstr(error_message(code))), extra)
     return
   end
-  local n, start = count_events(q, req)
-  local delay = qnum(q, "delay", 0)
   if not c:head(200, { { "Content-Type", q.ct or "text/event-stream" }, { "Cache-Control", "no-cache" } },
     "chunked") then return end
-  if q.retry and not c:chunk("retry: " .. q.retry .. "\n\n") then return end
-  for i = start, start + n - 1 do
-    if i > start and delay > 0 and not c:sleep(delay) then return end
-    if not c:chunk(event_text(q, i, i)) then return end
-  end
-  c:finish()
+  send_count(c, req)
 end
 
 routes["/headers"] = function(c, req)
