@@ -62,6 +62,54 @@ function _M.problem(t, spec)
   end
 end
 
+-- The edit distance between a and b (insertions, deletions, substitutions
+-- and swaps of two neighbours), or limit + 1 as soon as it must exceed limit.
+local function distance(a, b, limit)
+  local la, lb = #a, #b
+  if math.abs(la - lb) > limit then return limit + 1 end
+  local prev2, prev, cur = {}, {}, {}
+  for j = 0, lb do prev[j] = j end
+  for i = 1, la do
+    cur[0] = i
+    local best = i
+    for j = 1, lb do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local d = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        d = math.min(d, prev2[j - 2] + 1)
+      end
+      cur[j] = d
+      if d < best then best = d end
+    end
+    if best > limit then return limit + 1 end
+    prev2, prev, cur = prev, cur, prev2
+  end
+  return prev[lb]
+end
+
+--- The name among the keys of `spec` (name -> anything) that `name` is most
+-- likely a typo of, or nil: within 1 edit for short names, 2 for longer ones.
+function _M.suggest(name, spec)
+  if type(name) ~= "string" then return nil end
+  local limit = #name <= 4 and 1 or 2
+  local best, best_d
+  for candidate in pairs(spec) do
+    local d = distance(name:lower(), candidate, limit)
+    if d <= limit and (best_d == nil or d < best_d or d == best_d and candidate < best) then
+      best, best_d = candidate, d
+    end
+  end
+  return best
+end
+
+--- The usage error for an unknown option `name` of `fname`, with a "did
+-- you mean" when `spec` has a close name.
+function _M.unknown(fname, name, spec)
+  local guess = _M.suggest(name, spec)
+  if guess then usage("unknown option '%s' to '%s' (did you mean '%s'?)", name, fname, guess) end
+  usage("unknown option '%s' to '%s'", name, fname)
+end
+
 --- Check `opts` (nil or a table) against `spec` (name -> checker) for the
 -- function `fname`; returns the table (an empty one for nil).
 function _M.check(fname, opts, spec)
@@ -70,7 +118,7 @@ function _M.check(fname, opts, spec)
     usage("bad argument to '%s' (options table expected, got %s)", fname, type(opts))
   end
   local name, expected, value = _M.problem(opts, spec)
-  if name and not expected then usage("unknown option '%s' to '%s'", name, fname) end
+  if name and not expected then _M.unknown(fname, name, spec) end
   if name then usage("option '%s' to '%s' must be %s, got %s", name, fname, expected, value) end
   return opts
 end
