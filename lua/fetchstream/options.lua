@@ -5,8 +5,8 @@
 
 local core = require "fetchstream.core"
 
-local error, getmetatable, math_type, pairs, tostring, type =
-  error, getmetatable, math.type, pairs, tostring, type
+local error, getmetatable, pairs, tostring, type =
+  error, getmetatable, pairs, tostring, type
 
 local _M = {}
 
@@ -24,14 +24,31 @@ function _M.callable(v)
   return "a function"
 end
 
+-- Integral floats count as integers (on LuaJIT every number is a float).
+local function is_whole(v)
+  return type(v) == "number" and v == math.floor(v) and v >= 0 and v < 2^53
+end
+
 function _M.positive_integer(v)
-  if math_type(v) == "integer" and v > 0 then return nil end
-  if type(v) == "number" and v > 0 and v == math.floor(v) and v < 2^63 then return nil end
+  if is_whole(v) and v > 0 then return nil end
   return "a positive integer"
+end
+
+function _M.whole_number(v)
+  if is_whole(v) then return nil end
+  return "a whole number >= 0"
 end
 
 function _M.string(v)
   if type(v) ~= "string" then return "a string" end
+end
+
+--- A string that reaches curl as a C string (a URL, a header value, a file
+-- name): CR or LF would start a new header line on the wire, NUL would cut
+-- it short. The one check for all of them.
+function _M.text(v)
+  if type(v) ~= "string" then return "a string" end
+  if v:find("[\r\n%z]") then return "a string without CR, LF or NUL" end
 end
 
 function _M.table(v)
@@ -42,8 +59,31 @@ function _M.boolean(v)
   if type(v) ~= "boolean" then return "a boolean" end
 end
 
+-- The longest wait any option or argument takes: a year. Past it a number
+-- is a mistake (and NaN or an infinity must never reach C as a long).
+_M.MAX_SECONDS = 366 * 24 * 3600
+
+--- Seconds > 0, finite: the timeouts.
 function _M.seconds(v)
-  if type(v) ~= "number" or v ~= v or v <= 0 then return "a positive number of seconds" end
+  if type(v) ~= "number" or not (v > 0 and v <= _M.MAX_SECONDS) then
+    return ("a number of seconds > 0 and <= %d"):format(_M.MAX_SECONDS)
+  end
+end
+
+--- Seconds >= 0, finite: waits and delays.
+function _M.delay(v)
+  if type(v) ~= "number" or not (v >= 0 and v <= _M.MAX_SECONDS) then
+    return ("a number of seconds >= 0 and <= %d"):format(_M.MAX_SECONDS)
+  end
+end
+
+--- Check an optional seconds argument of a method: `fname(...)`'s argument
+-- number `n`. nil passes.
+function _M.check_delay_arg(fname, n, v)
+  if v == nil then return end
+  if _M.delay(v) then
+    usage("bad argument #%d to '%s' (%s expected, got %s)", n, fname, _M.delay(v), tostring(v))
+  end
 end
 
 local function shown(value)

@@ -7,7 +7,7 @@ local core = require "fetchstream.core"
 local options = require "fetchstream.options"
 local json = require "fetchstream.json"
 
-local math_ceil, pairs, pcall, tostring, type = math.ceil, pairs, pcall, tostring, type
+local ipairs, math_ceil, pairs, pcall, tostring, type = ipairs, math.ceil, pairs, pcall, tostring, type
 
 local usage = options.usage
 
@@ -25,9 +25,15 @@ local function http_version(v)
 end
 
 local function redirects(v)
-  if type(v) == "boolean" then return nil end
-  if math.type(v) == "integer" and v >= 0 then return nil end
+  if type(v) == "boolean" or not options.whole_number(v) then return nil end
   return "a boolean or a number of redirects"
+end
+
+-- A proxy URL, or false: no proxy at all, not even from the environment
+-- (http_proxy, https_proxy, ALL_PROXY, NO_PROXY, which curl reads).
+local function proxy(v)
+  if v == false then return nil end
+  return options.text(v)
 end
 
 local function headers_table(v)
@@ -37,9 +43,9 @@ end
 local function any(_) return nil end
 
 local RECONNECT_FIELDS = {
-  retries = function(v) if math.type(v) ~= "integer" or v < 0 then return "a whole number >= 0" end end,
-  delay = function(v) if type(v) ~= "number" or v < 0 then return "seconds >= 0" end end,
-  max_delay = function(v) if type(v) ~= "number" or v < 0 then return "seconds >= 0" end end,
+  retries = options.whole_number,
+  delay = options.delay,
+  max_delay = options.delay,
 }
 
 local function reconnect(v)
@@ -61,7 +67,7 @@ end
 
 -- Options of every request. `mode` tells which callbacks are allowed.
 local REQUEST_OPTIONS = {
-  method = options.string,
+  method = options.text,
   headers = headers_table,
   body = options.string,
   json = any,
@@ -70,18 +76,19 @@ local REQUEST_OPTIONS = {
   idle_timeout = options.seconds,
   timeout = options.seconds,
   max_event_size = options.positive_integer,
-  last_event_id = options.string,
+  last_event_id = options.text,
   reconnect = reconnect,
   follow_redirects = redirects,
   insecure = options.boolean,
-  ca_file = options.string,
-  proxy = options.string,
+  ca_file = options.text,
+  proxy = proxy,
   http_version = http_version,
-  user_agent = options.string,
+  user_agent = options.text,
   accept_encoding = options.boolean,
   content_type_check = options.boolean,
   onretry = options.callable,
   oncomment = options.callable,
+  onreconnect = options.callable,
 }
 
 local CALLBACK_OPTIONS = {
@@ -116,7 +123,7 @@ local function check_header(fname, name, value)
   if type(value) ~= "string" then
     usage("header '%s' to '%s' must be a string, got %s", name, fname, type(value))
   end
-  if value:find("[\r\n%z]") then
+  if options.text(value) then
     usage("header '%s' to '%s' holds CR, LF or NUL; nothing was sent", name, fname)
   end
   -- curl sends "Name;" as an empty header ("Name:" would remove it).
@@ -137,7 +144,9 @@ function _M.build(fname, url, opts, callbacks, accept)
   if not url:find("^[hH][tT][tT][pP][sS]?://") then
     usage("'%s' takes http:// and https:// URLs only, got %q", fname, url)
   end
-  if url:find("[%z\r\n ]") then usage("URL to '%s' holds a space, CR, LF or NUL", fname) end
+  if options.text(url) or url:find(" ", 1, true) then
+    usage("URL to '%s' holds a space, CR, LF or NUL", fname)
+  end
   local spec = callbacks and CALLBACK_SPEC or PULL_SPEC
   for name in pairs(type(opts) == "table" and opts or {}) do
     if not callbacks and CALLBACK_OPTIONS[name] then
@@ -165,7 +174,6 @@ function _M.build(fname, url, opts, callbacks, accept)
     lines[#lines + 1] = "Content-Type: application/json"
   end
   if accept and not given["accept"] then lines[#lines + 1] = "Accept: " .. accept end
-  if opts.last_event_id then check_header(fname, "Last-Event-ID", opts.last_event_id) end
   if body then lines[#lines + 1] = "Expect:" end -- no 100-continue round trip
 
   local follow = opts.follow_redirects
@@ -176,7 +184,7 @@ function _M.build(fname, url, opts, callbacks, accept)
     body = body,
     headers = lines,
     user_agent = opts.user_agent or _M.USER_AGENT,
-    proxy = opts.proxy,
+    proxy = opts.proxy == false and "" or opts.proxy, -- "": no proxy
     ca_file = opts.ca_file,
     connect_timeout = ms(opts.connect_timeout),
     first_byte_timeout = ms(opts.first_byte_timeout),
@@ -231,10 +239,47 @@ function _M.parse_headers(lines)
   return headers
 end
 
---- The media type of a content-type value, lower-cased, parameters dropped.
+--- `url` without credentials (`user:pass@`): what errors, messages and
+-- s.url show.
+function _M.safe_url(url)
+  return (url:gsub("^(%a[%w+.-]*://)[^/?#]*@", "%1"))
+end
+
+-- The comma-separated values of a header, as the Fetch standard splits
+-- them: a comma inside a quoted string does not split.
+local function header_values(value)
+  local out, start, i, n, quoted = {}, 1, 1, #value, false
+  while i <= n do
+    local c = value:sub(i, i)
+    if quoted and c == "\\" then
+      i = i + 1 -- the escaped character
+    elseif c == '"' then
+      quoted = not quoted
+    elseif c == "," and not quoted then
+      out[#out + 1] = value:sub(start, i - 1)
+      start = i + 1
+    end
+    i = i + 1
+  end
+  out[#out + 1] = value:sub(start)
+  return out
+end
+
+local MIME_TYPE = "^[ \t]*([!#$%%&'*+.^_`|~%w-]+/[!#$%%&'*+.^_`|~%w-]+)[ \t]*()"
+
+--- The essence of a Content-Type value (`type/subtype`, lower-cased,
+-- parameters dropped) as the Fetch standard's "extract a MIME type" finds
+-- it: a repeated header arrives joined with ", "; of its values the last
+-- valid one wins, and `*/*` never does. nil when none is valid.
 function _M.media_type(content_type)
   if type(content_type) ~= "string" then return nil end
-  return (content_type:match("^[ \t]*([^;]-)[ \t]*;") or content_type:match("^[ \t]*(.-)[ \t]*$")):lower()
+  local essence
+  for _, value in ipairs(header_values(content_type)) do
+    local mime, rest = value:match(MIME_TYPE)
+    local after = mime and value:sub(rest, rest)
+    if mime and (after == "" or after == ";") and mime ~= "*/*" then essence = mime:lower() end
+  end
+  return essence
 end
 
 return _M
