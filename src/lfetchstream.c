@@ -52,30 +52,41 @@ int fs_iscallable(lua_State *L, int idx) {
   return callable;
 }
 
-/* __tostring: "fetchstream: <kind>: <message>", "fetchstream: http 401: <message>" */
+/* __tostring: "fetchstream: <kind>[ <status>][ from <method> <url>]: <message>",
+** e.g. "fetchstream: http 401 from POST https://api.example.com/v1: invalid key" */
 static int error_tostring(lua_State *L) {
-  luaL_Buffer b;
-  int is_http;
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, "fetchstream: ");
+  int top = lua_gettop(L), is_http;
+  lua_pushliteral(L, "fetchstream: ");
   lua_getfield(L, 1, "kind");
-  is_http = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "http") == 0;
-  luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "status");
-  if (is_http && lua_isinteger(L, -1)) {
-    lua_pushfstring(L, " %d", (int)lua_tointeger(L, -1));
-    luaL_addvalue(&b);
+  is_http = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "http") == 0;
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "error");
   }
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "message");
-  if (lua_isstring(L, -1)) {
-    luaL_addstring(&b, ": ");
-    luaL_addvalue(&b);
+  lua_getfield(L, 1, "status");
+  if (is_http && lua_type(L, -1) == LUA_TNUMBER) {
+    lua_pushfstring(L, " %d", (int)lua_tonumber(L, -1));
+    lua_replace(L, -2);
   } else {
     lua_pop(L, 1);
   }
-  luaL_pushresult(&b);
+  lua_getfield(L, 1, "method");
+  lua_getfield(L, 1, "url");
+  if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+    lua_pushfstring(L, " from %s %s", lua_tostring(L, -2), lua_tostring(L, -1));
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+  } else {
+    lua_pop(L, 2);
+  }
+  lua_getfield(L, 1, "message");
+  if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+    lua_pushliteral(L, ": ");
+    lua_insert(L, -2);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_concat(L, lua_gettop(L) - top);
   return 1;
 }
 

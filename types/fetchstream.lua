@@ -74,10 +74,13 @@ function Event:json() end
 -- Errors ---------------------------------------------------------------------
 
 --- An error object: a table whose metatable is `fetch.Error`.
---- `tostring(err)` is one line (`fetchstream: http 401: invalid key`).
+--- `tostring(err)` is one line that names the request
+--- (`fetchstream: http 401 from POST https://api.example.com/v1/chat/completions: invalid key`).
 ---@class fetchstream.Error
 ---@field kind fetchstream.ErrorKind For code.
 ---@field message string For people.
+---@field url? string Every kind but `usage`: the request's URL, credentials removed.
+---@field method? string Every kind but `usage`: the request's method.
 ---@field status? integer `http` (and a refused content type): the response status.
 ---@field headers? table<string, string> `http` (and a refused content type): the response headers, lower-case names.
 ---@field body? string `http` (and a refused content type): the first 64 KiB of the response body.
@@ -98,6 +101,12 @@ function Event:json() end
 ---@field delay? number Seconds to wait when the server sent no `retry:` (default 3).
 ---@field max_delay? number Upper bound in seconds of the exponential back-off (default 30).
 
+--- What `onreconnect` is told before each wait.
+---@class fetchstream.ReconnectInfo
+---@field attempt integer The number of this reconnection (1 for the first).
+---@field delay number Seconds it waits before connecting again.
+---@field error? fetchstream.Error What ended the last connection; nil after a normal end.
+
 --- Options of every request (all optional). An unknown name, or a value of
 --- the wrong type, raises a `usage` error before anything is sent.
 ---@class fetchstream.RequestOptions
@@ -107,7 +116,7 @@ function Event:json() end
 ---@field json? any A value encoded with cjson as the body; sets `content-type: application/json` unless given.
 ---@field connect_timeout? number Seconds for TCP and TLS (curl's default: 300).
 ---@field first_byte_timeout? number Seconds from the start of the request to the first body byte.
----@field idle_timeout? number Seconds of silence allowed after the first body byte (comments count as data).
+---@field idle_timeout? number Seconds of silence allowed once the response headers are in (comments count as data).
 ---@field timeout? number Seconds for the whole transfer.
 ---@field max_event_size? integer Bytes, default 16 MiB: a larger event or line is a `protocol` error.
 ---@field last_event_id? string Sent as `Last-Event-ID`.
@@ -115,24 +124,25 @@ function Event:json() end
 ---@field follow_redirects? boolean|integer Default `true` (at most 10); `false`, or a number of redirects.
 ---@field insecure? boolean `true` turns TLS verification off (it is on by default).
 ---@field ca_file? string A CA bundle to verify with.
----@field proxy? string A proxy URL (curl's syntax).
+---@field proxy? string|false A proxy URL (curl's syntax); `false`: none, not even from `http_proxy` & co.
 ---@field http_version? fetchstream.HttpVersion `"1.0"`, `"1.1"`, `"2"` (over TLS), `"2-prior-knowledge"`.
 ---@field user_agent? string Default `"fetchstream/<version>"`.
 ---@field accept_encoding? boolean Default `true`: ask for gzip/br/zstd and decode; `false` turns it off.
 ---@field content_type_check? boolean Default `true` for event readers: the media type must be `text/event-stream`.
----@field onretry? fun(ms: integer) The server sent a valid `retry:` field (milliseconds).
----@field oncomment? fun(text: string) A comment line: the text after `:`, one leading space removed.
+---@field onretry? fun(ms: integer, s: fetchstream.Stream) The server sent a valid `retry:` (ms).
+---@field oncomment? fun(text: string, s: fetchstream.Stream) A comment: the text after `:`, one space removed.
+---@field onreconnect? fun(info: fetchstream.ReconnectInfo, s: fetchstream.Stream) Before each wait to reconnect.
 
 --- Options of `fetch.stream`: the request options plus the callbacks.
 --- Exactly one of `onclose`, `onabort`, `onerror` fires, once.
 ---@class fetchstream.CallbackOptions : fetchstream.RequestOptions
 ---@field onopen? fun(s: fetchstream.Stream) An accepted response: `s.status`, `s.headers`; raising rejects it.
----@field onmessage? fun(ev: fetchstream.Event) An event with no handler in `on`.
----@field on? table<string, fun(ev: fetchstream.Event)> Handlers by event type: `on = { update = function(ev) end }`.
----@field onchunk? fun(bytes: string) Raw body bytes as they arrive.
----@field onclose? fun() The server ended the stream normally (reason `done`).
----@field onerror? fun(err: fetchstream.Error) The stream ended with an error.
----@field onabort? fun(reason: any) The stream was aborted; `reason` is the value given to `s:abort(reason)`.
+---@field onmessage? fun(ev: fetchstream.Event, s: fetchstream.Stream) An event with no handler in `on`.
+---@field on? table<string, fun(ev: fetchstream.Event, s: fetchstream.Stream)> Handlers by event type.
+---@field onchunk? fun(bytes: string, s: fetchstream.Stream) Raw body bytes as they arrive.
+---@field onclose? fun(s: fetchstream.Stream) The server ended the stream normally (reason `done`).
+---@field onerror? fun(err: fetchstream.Error, s: fetchstream.Stream) The stream ended with an error.
+---@field onabort? fun(reason: any, s: fetchstream.Stream) Aborted; `reason`: the value given to `s:abort()`.
 
 --- Options of `fetch.parser` (all optional).
 ---@class fetchstream.ParserOptions
@@ -170,12 +180,12 @@ function Parser:close() end
 ---@class fetchstream.Stream
 ---@field status? integer The response status (`nil` until the headers are in).
 ---@field headers? table<string, string> Response headers, lower-case names; repeated ones joined with `", "`.
----@field url? string The URL after redirects.
+---@field url? string The URL after redirects, credentials removed.
 ---@field reason? fetchstream.Reason `nil` while running, then `"done"`, `"aborted"` or the ending error's kind.
 ---@field error? fetchstream.Error The error that ended the stream.
 ---@field last_event_id string The last event ID (`""` if none).
 ---@field retry? integer The server's last `retry:`, in ms.
----@field reconnects? integer How many times the stream has reconnected (option `reconnect`).
+---@field reconnects integer How many times the stream has reconnected (option `reconnect`); 0 before the first.
 local Stream = {}
 
 --- The next event; `nil` at the end; `nil, err` on failure. With `timeout`

@@ -185,8 +185,9 @@ end
 -- The iterator ------------------------------------------------------------
 
 local function eof_error(chat)
-  return core.error("eof", ("the %s stream ended before its end marker: the answer is truncated")
-    :format(chat.format == "anthropic" and "Messages" or "chat completion"))
+  return stream.about(chat.stream, core.error("eof",
+    ("the %s stream ended before its end marker: the answer is truncated")
+      :format(chat.format == "anthropic" and "Messages" or "chat completion")))
 end
 
 -- Ends the underlying stream as `done` (the end marker) or with err; never

@@ -9,9 +9,11 @@ local stream = require "fetchstream.stream"
 local chat = require "fetchstream.chat"
 local json = require "fetchstream.json"
 
-local error, next, pairs, tostring, type = error, next, pairs, tostring, type
+local error, ipairs, next, pairs, pcall, tostring, type, warn =
+  error, ipairs, next, pairs, pcall, tostring, type, warn
 local now = core.now
-local usage = require("fetchstream.options").usage
+local options = require "fetchstream.options"
+local usage = options.usage
 
 local _M = {}
 
@@ -38,6 +40,9 @@ end
 -- "lines" or nil until a reader says); `callbacks` makes a callback stream.
 function Client:_start(fname, url, opts, callbacks, want)
   if core.is_closed(self) then usage("attempt to use a closed client ('%s')", fname) end
+  if not callbacks and self._dispatching then
+    usage("'%s' cannot wait for data from inside a callback: use a callback stream", fname)
+  end
   local events = callbacks and callback_events(type(opts) == "table" and opts or {}) or want == "events"
   local req, checked = request.build(fname, url, opts, callbacks, events and "text/event-stream" or nil)
   request.set_last_event_id(req, checked.last_event_id)
@@ -52,6 +57,8 @@ function Client:_start(fname, url, opts, callbacks, want)
   s._max = checked.max_event_size or request.DEFAULT_MAX_EVENT_SIZE
   s.last_event_id = checked.last_event_id or ""
   s._req = req
+  s._safe_url = request.safe_url(url) -- what errors name
+  s.reconnects = 0 -- how many times it connected again
   s._t0 = now() -- `timeout` covers every connection of a reconnecting stream
   s._reconnect = request.reconnect_policy(checked.reconnect)
   s._parser = stream.new_parser(s)
@@ -62,11 +69,7 @@ function Client:_start(fname, url, opts, callbacks, want)
   return s
 end
 
---- Move every transfer forward without blocking and deliver what arrived to
--- the callback streams.
-function Client:_step()
-  local was = self._stepping
-  self._stepping = true
+local function step_streams(self)
   core.client_perform(self)
   local list, n = {}, 0
   for s in pairs(self._active) do -- a snapshot: callbacks may start streams
@@ -77,7 +80,17 @@ function Client:_step()
     local s = list[i]
     while stream.advance(s) do end
   end
+end
+
+--- Move every transfer forward without blocking and deliver what arrived to
+-- the callback streams. An error that escapes (out of memory, Ctrl-C's
+-- "interrupted!") leaves the client as it found it, usable again.
+function Client:_step()
+  local was = self._stepping
+  self._stepping = true
+  local ok, err = pcall(step_streams, self)
   self._stepping = was
+  if not ok then error(err, 0) end
 end
 
 local function raise_pending(c)
@@ -94,9 +107,7 @@ end
 function Client:run(timeout)
   if core.is_closed(self) then usage("attempt to use a closed client ('run')") end
   if self._dispatching then usage("run() cannot be called from inside a callback") end
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
-    usage("bad argument #1 to 'run' (seconds expected, got %s)", tostring(timeout))
-  end
+  options.check_delay_arg("run", 1, timeout)
   local deadline = timeout and now() + timeout
   while true do
     self:_step()
@@ -177,13 +188,31 @@ function Client:chat(base_url, opts)
   return chat.chat(self, base_url, opts)
 end
 
---- `c:close()`: abort every stream on the client and free it. Idempotent.
+--- `c:close()`: abort every stream on the client (each callback stream's
+-- onabort fires once) and free it. Idempotent.
 function Client:close()
   if core.is_closed(self) then return end
-  for s in pairs(self._active) do s:abort() end
+  local list = {}
+  for s in pairs(self._active) do list[#list + 1] = s end
   core.client_free(self)
+  local first_err
+  for _, s in ipairs(list) do -- every stream ends, even if an onabort raises
+    local ok, err = pcall(s.abort, s)
+    if not ok and first_err == nil then first_err = err end
+  end
+  if first_err ~= nil then error(first_err, 0) end
 end
 
 core.Client.__close = function(c) c:close() end
+-- A client collected with streams still running ends them as aborted too,
+-- from its finalizer: onabort fires there, and what it raises becomes a
+-- warning (Lua's rule for finalizers).
+core.Client.__gc = function(c)
+  if core.is_closed(c) then return end
+  local ok, err = pcall(Client.close, c)
+  if not ok and warn then -- Lua 5.4's warnings; 5.1 has none
+    warn("fetchstream: error in a callback run by a client's finalizer: ", tostring(err))
+  end
+end
 
 return _M

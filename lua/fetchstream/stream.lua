@@ -12,7 +12,8 @@ local error, pcall, tonumber, tostring, type = error, pcall, tonumber, tostring,
 local table_concat = table.concat
 local now = core.now
 
-local usage = require("fetchstream.options").usage
+local options = require "fetchstream.options"
+local usage = options.usage
 
 local _M = {}
 
@@ -53,14 +54,14 @@ end
 
 -- Ending ------------------------------------------------------------------
 
--- Run a final callback (onclose, onerror, onabort). Its error has nowhere to
--- go: inside the client's loop it is kept for run() to raise; elsewhere (an
--- abort from plain code) it is raised at once.
-local function final_call(s, fn, arg)
+-- Run a final callback (onclose, onerror, onabort) as fn(..., s). Its error
+-- has nowhere to go: inside the client's loop it is kept for run() to raise;
+-- elsewhere (an abort from plain code) it is raised at once.
+local function final_call(s, fn, ...)
   local c = s._client
   local was = c._dispatching
   c._dispatching = true
-  local ok, err = pcall(fn, arg)
+  local ok, err = pcall(fn, ...)
   c._dispatching = was
   if ok then return end
   if c._stepping then
@@ -70,11 +71,20 @@ local function final_call(s, fn, arg)
   end
 end
 
---- End the stream, exactly once: set `reason` (and `error`), free the
--- transfer, and in callback mode fire exactly one of onclose / onabort /
--- onerror. `why` is the value given to abort().
+--- `err` with the request of stream s written in: err.method and err.url
+-- (credentials removed), which tostring(err) shows. Returns err.
+local function about(s, err)
+  if err.url == nil then err.method, err.url = s._req.method, s._safe_url end
+  return err
+end
+_M.about = about
+
+--- End the stream, exactly once: set `reason` (and `error`, which learns the
+-- request it ended), free the transfer, and in callback mode fire exactly
+-- one of onclose / onabort / onerror. `why` is the value given to abort().
 local function finish(s, reason, err, why)
   if s.reason then return end
+  if err then about(s, err) end
   s.reason, s.error = reason, err
   s._client._active[s] = nil
   if not core.is_closed(s) then s._ttfb, s._elapsed = core.stream_times(s) end
@@ -82,17 +92,24 @@ local function finish(s, reason, err, why)
   local cb = s._callbacks
   if not cb then return end
   if reason == "done" then
-    if cb.onclose then final_call(s, cb.onclose) end
+    if cb.onclose then final_call(s, cb.onclose, s) end
   elseif reason == "aborted" then
-    if cb.onabort then final_call(s, cb.onabort, why) end
+    if cb.onabort then final_call(s, cb.onabort, why, s) end
   elseif cb.onerror then
-    final_call(s, cb.onerror, err)
+    final_call(s, cb.onerror, err, s)
   end
 end
 _M.finish = finish
 
+-- Ctrl-C in the standalone interpreter: lua.c raises "interrupted!" wherever
+-- the script is. It is the user stopping the script, not a callback failing.
+local function is_interrupt(err)
+  return type(err) == "string" and err:find("interrupted!$") ~= nil
+end
+
 --- Call a user callback of this stream, protected. When it raises, the
--- stream gets no further callbacks and ends with a `callback` error.
+-- stream gets no further callbacks and ends with a `callback` error; Ctrl-C
+-- goes on up to the caller of run() or of the loop, the stream untouched.
 local function call(s, name, fn, ...)
   if s.reason then return false end -- an ended stream gets no more callbacks
   local c = s._client
@@ -100,11 +117,12 @@ local function call(s, name, fn, ...)
   c._dispatching = true
   local ok, err = pcall(fn, ...)
   c._dispatching = was
+  if not ok and is_interrupt(err) then error(err, 0) end
   if not ok then
     finish(s, "callback", core.error("callback", ("%s raised: %s"):format(name, tostring(err)),
       { cause = err }))
   end
-  return ok
+  return ok and not s.reason
 end
 
 --- A parser for the stream's next connection. The last event ID carries
@@ -117,9 +135,9 @@ function _M.new_parser(s)
   return core.parser(s._max,
     function(ms)
       s.retry = ms
-      if onretry then call(s, "onretry", onretry, ms) end
+      if onretry then call(s, "onretry", onretry, ms, s) end
     end,
-    oncomment and function(text) call(s, "oncomment", oncomment, text) end,
+    oncomment and function(text) call(s, "oncomment", oncomment, text, s) end,
     s.last_event_id)
 end
 
@@ -179,6 +197,11 @@ local function schedule_reconnect(s, reason, err)
   local cap = math.max(rc.max_delay, base) -- max_delay never shortens it
   local wait = math.min(cap, base * 2 ^ (rc.failures - 1) * (1 + 0.2 * math.random()))
   if wait_for_server then wait = math.max(wait_for_server, base) end
+  local onreconnect = s._opts.onreconnect
+  if onreconnect then
+    local info = { attempt = s.reconnects + 1, delay = wait, error = reason ~= "done" and err or nil }
+    if not call(s, "onreconnect", onreconnect, info, s) then return true end -- it ended the stream
+  end
   s._reconnect_at = now() + wait
   local total = s._opts.timeout
   if total and s._reconnect_at > s._t0 + total then -- wake to end it in time
@@ -200,7 +223,7 @@ local function reconnect(s)
   end
   s._response, s._refused, s._ct_checked = nil, nil, nil
   clear_parts(s._partial) -- a line cut off by the drop is not glued to the next
-  s.reconnects = (s.reconnects or 0) + 1
+  s.reconnects = s.reconnects + 1
   request.set_last_event_id(s._req, s.last_event_id)
   s._parser = _M.new_parser(s)
   local ok, err = core.stream_restart(s, s._req)
@@ -256,7 +279,7 @@ end
 
 local function on_response(s, status, lines, url)
   s._response = true
-  s.status, s.headers, s.url = status, request.parse_headers(lines), url
+  s.status, s.headers, s.url = status, request.parse_headers(lines), url and request.safe_url(url)
   if status < 200 or status > 299 then
     return refuse_later(s, "http")
   end
@@ -275,9 +298,9 @@ local function emit_event(s, ev)
   if not cb then return push(s._queue, ev) end
   local fn = cb.on and cb.on[ev.event]
   if fn then
-    call(s, "on." .. ev.event, fn, ev)
+    call(s, "on." .. ev.event, fn, ev, s)
   elseif cb.onmessage then
-    call(s, "onmessage", cb.onmessage, ev)
+    call(s, "onmessage", cb.onmessage, ev, s)
   end
 end
 
@@ -292,29 +315,37 @@ local function parse_events(s, bytes)
   s.last_event_id = p.last_event_id
   if not ok then
     if type(err) == "table" and err.kind then return finish(s, err.kind, err) end
-    error(err, 0) -- out of memory or a bug: not the stream's fault
+    s._unparsed = true -- the parser keeps the rest of `bytes`: advance resumes it
+    error(err, 0) -- Ctrl-C, out of memory or a bug: not the stream's fault
   end
 end
 
+-- Queue one line (without its LF; `cr`: cut a CR at its end), or end the
+-- stream when it is over max_event_size.
+local function push_line(s, line, cr)
+  if cr and line:byte(-1) == 13 then line = line:sub(1, -2) end
+  if #line > s._max then
+    return finish(s, "protocol", core.error("protocol",
+      ("line larger than max_event_size (%d bytes)"):format(s._max)))
+  end
+  push(s._queue, line)
+end
+
 local function split_lines(s, bytes)
-  local q, parts, pos = s._queue, s._partial, 1
-  while true do
+  local parts, pos = s._partial, 1
+  while not s.reason do
     local nl = bytes:find("\n", pos, true)
     if not nl then break end
     parts[#parts + 1] = bytes:sub(pos, nl - 1)
     local line = table_concat(parts)
     clear_parts(parts)
-    if line:byte(-1) == 13 then line = line:sub(1, -2) end
-    push(q, line)
+    push_line(s, line, true)
     pos = nl + 1
   end
-  if pos <= #bytes then -- the start of a line that ends in a later chunk
+  if pos <= #bytes and not s.reason then -- the start of a line that ends in a later chunk
     parts[#parts + 1] = bytes:sub(pos)
     parts.size = parts.size + #bytes - pos + 1
-    if parts.size > s._max then
-      finish(s, "protocol", core.error("protocol",
-        ("line larger than max_event_size (%d bytes)"):format(s._max)))
-    end
+    if parts.size > s._max + 1 then push_line(s, table_concat(parts), true) end -- +1: a CR may go
   end
 end
 
@@ -328,7 +359,7 @@ local function deliver(s, bytes)
   end
   local cb = s._callbacks
   if cb then
-    if cb.onchunk and not call(s, "onchunk", cb.onchunk, bytes) then return end
+    if cb.onchunk and not call(s, "onchunk", cb.onchunk, bytes, s) then return end
     if s._want == "events" then parse_events(s, bytes) end
   elseif s._want == "chunks" then
     push(s._queue, bytes)
@@ -363,6 +394,11 @@ function _M.advance(s)
   end
   -- A stream from fetch.open holds its body until a reader says what it wants.
   if s._want == nil and not s._refused then return false end
+  if s._unparsed then -- an error left events in the parser: they come first
+    s._unparsed = nil
+    parse_events(s, "")
+    return true
+  end
   local bytes = core.stream_read(s, READ_SIZE)
   if bytes then
     deliver(s, bytes)
@@ -376,7 +412,8 @@ function _M.advance(s)
     local reason, err = outcome(s)
     local parts = s._partial
     if reason == "done" and s._want == "lines" and #parts > 0 then -- a last line without LF
-      push(s._queue, table_concat(parts))
+      push_line(s, table_concat(parts))
+      if s.reason then return true end
     end
     if not schedule_reconnect(s, reason, err) then finish(s, reason, err) end
   end
@@ -438,9 +475,7 @@ end
 -- then still nil: the stream goes on).
 function Stream:next(timeout)
   check_open(self, "next")
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
-    usage("bad argument #1 to 'next' (seconds expected, got %s)", tostring(timeout))
-  end
+  options.check_delay_arg("next", 1, timeout)
   local ev = pull(self, "events", timeout and now() + timeout)
   if ev then return ev end
   return ended_with(self)
@@ -448,6 +483,7 @@ end
 
 local function iterator(want)
   return function(s)
+    if s._client._dispatching then usage("a loop over a stream cannot wait from inside a callback") end
     local v = pull(s, want)
     if v ~= nil then return v end
     if s.error then error(s.error, 0) end
