@@ -429,7 +429,8 @@ describe("a callback that raises", function()
       assert.is_true(c:run(5))
       assert.are.equal("kaboom", r.err.cause)
       assert.matches("kaboom", r.err.message)
-      assert.matches("^fetchstream: callback: ", tostring(r.err))
+      assert.are.equal("fetchstream: callback from GET " .. srv:url("/count?n=3") .. ": onmessage raised: kaboom",
+        tostring(r.err))
     end)
   end)
 

@@ -94,7 +94,7 @@ describe("examples/chat.lua", function()
 
   it("exits non-zero with the error on stderr", function()
     local r = example("chat", {}, { OPENAI_BASE_URL = srv:url("/v1?key=right"), OPENAI_API_KEY = "wrong" })
-    failed(r, "fetchstream: http 401: invalid api key")
+    failed(r, "fetchstream: http 401 from POST " .. srv:url("/v1/chat/completions?key=right") .. ": invalid api key")
   end)
 end)
 

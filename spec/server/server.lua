@@ -386,9 +386,11 @@ local function qnum(q, name, default)
   return v
 end
 
--- noct=1 on the streaming routes: no Content-Type header at all.
+-- noct=1 on the streaming routes: no Content-Type header at all; ct2=V: a
+-- second Content-Type header line with value V.
 local function without_ct(q, headers)
   if q.noct == "1" then table.remove(headers, 1) end
+  if q.ct2 then headers[#headers + 1] = { "Content-Type", q.ct2 } end
   return headers
 end
 
