@@ -71,18 +71,7 @@ local function add_text(chat, text)
   stream.push(chat._pending, text)
 end
 
--- cjson 2.1 decodes every number as a float: token counts read better as
--- integers.
-local function integral(t)
-  if type(t) ~= "table" then return t end
-  for k, v in pairs(t) do
-    if type(v) == "number" then t[k] = math.tointeger(v) or v else integral(v) end
-  end
-  return t
-end
-
 local function settle_stats(chat)
-  chat.usage = integral(chat.usage)
   local st = chat.stats
   local s = chat.stream
   if s then st.ttfb = s:times() end
