@@ -173,7 +173,7 @@ describe("fetch.chat (OpenAI-compatible)", function()
     assert.is_nil(chat())
   end)
 
-  it("stats are present and sane: ttft >= ttfb >= 0, tokens_per_second > 0, deltas", function()
+  it("stats are present and sane: ttft >= ttfb >= 0, deltas_per_second > 0, deltas", function()
     local _, chat, err = run_chat(openai(), opts())
     assert.is_nil(err)
     local st = chat.stats
@@ -182,23 +182,68 @@ describe("fetch.chat (OpenAI-compatible)", function()
     assert.is_true(st.ttfb >= 0, "ttfb " .. st.ttfb)
     assert.is_true(st.ttft >= st.ttfb, ("ttft %g < ttfb %g"):format(st.ttft, st.ttfb))
     assert.is_true(st.ttft < 5)
-    assert.are.equal("number", type(st.tokens_per_second))
-    assert.is_true(st.tokens_per_second > 0)
-    assert.is_true(st.tokens_per_second < math.huge)
+    assert.are.equal("number", type(st.deltas_per_second))
+    assert.is_true(st.deltas_per_second > 0)
+    assert.is_true(st.deltas_per_second < math.huge)
     assert.are.equal(#stub.CANNED_TOKENS, st.deltas)
+    -- no usage was asked for: no token count, so no tokens_per_second
+    assert.is_nil(chat.usage)
+    assert.is_nil(st.tokens_per_second)
   end)
 
-  it("tokens_per_second reflects the server's pace (delay=20 ms: at most ~50/s)", function()
+  it("deltas_per_second reflects the server's pace (delay=20 ms: at most ~50/s)", function()
     local t0 = now()
     local _, chat, err = run_chat(srv:url("/v1?delay=20"), opts())
     local elapsed = now() - t0
     assert.is_nil(err)
     assert.is_true(elapsed >= 21 * 0.02, "elapsed " .. elapsed)
-    local tps = chat.stats.tokens_per_second
+    local dps = chat.stats.deltas_per_second
     -- 21 gaps of at least 20 ms after the first token
-    assert.is_true(tps <= 1 / 0.02 + 1, "tokens_per_second " .. tps)
-    assert.is_true(tps > 5, "tokens_per_second " .. tps)
+    assert.is_true(dps <= 1 / 0.02 + 1, "deltas_per_second " .. dps)
+    assert.is_true(dps > 5, "deltas_per_second " .. dps)
     assert.is_true(chat.stats.ttft >= 0.02, "ttft " .. chat.stats.ttft) -- the first token waits a delay
+  end)
+
+  it("tokens_per_second counts usage.completion_tokens, from the first text to the end", function()
+    -- the stub sends one token per delta: both rates are the same figure
+    local _, chat, err = run_chat(srv:url("/v1?delay=20"), opts({ stream_options = { include_usage = true } }))
+    assert.is_nil(err)
+    local st = chat.stats
+    assert.are.equal(22, chat.usage.completion_tokens)
+    assert.are.equal("number", type(st.tokens_per_second))
+    assert.are.equal(st.deltas_per_second, st.tokens_per_second)
+    assert.is_true(st.tokens_per_second <= 1 / 0.02 + 1, "tokens_per_second " .. st.tokens_per_second)
+    assert.is_true(st.tokens_per_second > 5, "tokens_per_second " .. st.tokens_per_second)
+  end)
+
+  it("tokens_per_second and deltas_per_second differ when a delta holds several tokens", function()
+    -- 3 deltas, 31 tokens: (31 - 1) / span against (3 - 1) / span
+    local reply = 'data: {"choices":[{"index":0,"delta":{"content":"one "},"finish_reason":null}]}\n\n'
+      .. 'data: {"choices":[{"index":0,"delta":{"content":"two "},"finish_reason":null}]}\n\n'
+      .. 'data: {"choices":[{"index":0,"delta":{"content":"three"},"finish_reason":"stop"}]}\n\n'
+      .. 'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":31,"total_tokens":35}}\n\n'
+      .. 'data: [DONE]\n\n'
+    local _, rec = capture(function(base) return recorder(base) end, reply)
+    local st = rec.chat.stats
+    assert.are.equal(1, rec.done)
+    assert.are.equal(3, st.deltas)
+    assert.are.equal(31, rec.chat.usage.completion_tokens)
+    assert.are.equal("number", type(st.deltas_per_second))
+    assert.are.equal("number", type(st.tokens_per_second))
+    assert.is_true(math.abs(st.tokens_per_second / st.deltas_per_second - 15) < 1e-9,
+      ("%g vs %g"):format(st.tokens_per_second, st.deltas_per_second))
+  end)
+
+  it("stats are fixed when the stream ends: a later close changes nothing", function()
+    local chat = fetch.chat(openai(), opts({ stream_options = { include_usage = true } }))
+    for _ in chat do end
+    local before = {}
+    for k, v in pairs(chat.stats) do before[k] = v end
+    assert.is_truthy(before.deltas_per_second)
+    assert.is_truthy(before.tokens_per_second)
+    socket.sleep(0.05)
+    chat:close()
+    assert.are.same(before, chat.stats)
   end)
 
   it("usage via stream_options.include_usage (an extra body field), as integers", function()
@@ -221,6 +266,7 @@ describe("fetch.chat (OpenAI-compatible)", function()
     assert.are.equal(6, chat.usage.completion_tokens)
     assert.is_true(chat.done)
     assert.is_nil(chat.stats.ttft) -- no text came
+    assert.is_nil(chat.stats.tokens_per_second) -- its time base starts at the first text
   end)
 
   it("a stream without [DONE] (truncate=K) raises eof; chat.text holds the K tokens", function()
@@ -536,6 +582,8 @@ describe("fetch.chat (Anthropic)", function()
     assert.are.equal(#stub.CANNED_TOKENS, chat.stats.deltas)
     assert.is_true(chat.stats.ttft >= chat.stats.ttfb)
     assert.is_true(chat.stats.tokens_per_second > 0)
+    -- usage.output_tokens (22), one token per delta: the same figure as deltas_per_second
+    assert.are.equal(chat.stats.deltas_per_second, chat.stats.tokens_per_second)
   end)
 
   it("a base URL ending in /messages selects the format by itself", function()
@@ -745,6 +793,16 @@ describe("fetch.chat with callbacks", function()
     assert.are.equal(0, rec.done)
     assert.are.same({}, rec.errors)
     assert.are.equal("aborted", rec.chat.stream.reason)
+  end)
+
+  it("the result is settled when onabort runs", function()
+    local seen, chat, n = nil, nil, 0
+    chat = fetch.chat(srv:url("/v1?delay=20"), opts({
+      ontext = function() n = n + 1; if n == 3 then chat:abort("enough") end end,
+      onabort = function(why) seen = { why = why, text = chat.text, deltas = chat.stats.deltas } end,
+    }))
+    fetch.run()
+    assert.are.same({ why = "enough", text = first_tokens(3), deltas = 3 }, seen)
   end)
 
   it("many chats at once, driven by one fetch.run", function()

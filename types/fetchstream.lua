@@ -252,11 +252,14 @@ function Stream:times() end
 ---@field name? string Anthropic: the tool's name.
 ---@field input? string Anthropic: the input, a JSON string.
 
---- Timings of a chat answer.
+--- Timings of a chat answer. Both rates share one time base: from the first
+--- text delta to the end of the stream (its end marker, error or abort), and
+--- count what came after the first (nil below two, and without text).
 ---@class fetchstream.ChatStats
 ---@field ttfb? number Seconds from the request to the first body byte.
 ---@field ttft? number Seconds from the request to the first text.
----@field tokens_per_second? number Text deltas per second after the first one.
+---@field deltas_per_second? number Text deltas per second.
+---@field tokens_per_second? number Tokens per second: `usage.completion_tokens` (`output_tokens`); nil without usage.
 ---@field deltas? integer How many text deltas came.
 
 --- The outcome of a chat answer.
@@ -468,7 +471,7 @@ function fetchstream.client() end
 ---
 ---     local chat <close> = fetch.chat(base_url, { model =, messages =, api_key = })
 ---     for text in chat do io.write(text) end
----     print(chat.finish_reason, chat.stats.tokens_per_second)
+---     print(chat.finish_reason, chat.stats.deltas_per_second)
 ---
 --- `base_url` is the API root (`.../v1`); `/chat/completions` is appended
 --- (`/messages` for `format = "anthropic"`). Only non-empty text is yielded.

@@ -3,7 +3,7 @@
 --
 --   local chat <close> = fetch.chat(base_url, { model =, messages =, api_key = })
 --   for text in chat do io.write(text) end
---   print(chat.finish_reason, chat.usage, chat.stats.tokens_per_second)
+--   print(chat.finish_reason, chat.usage, chat.stats.deltas_per_second)
 --
 -- fetch.chat returns the chat object four times over, as a generic `for`
 -- wants it: it is callable (the iterator), and it is the closing value, so a
@@ -71,13 +71,35 @@ local function add_text(chat, text)
   stream.push(chat._pending, text)
 end
 
+-- How many tokens the answer took, as the server counted them: OpenAI's
+-- usage.completion_tokens, Anthropic's (and OpenAI Responses') output_tokens.
+local function output_tokens(u)
+  if type(u) ~= "table" then return nil end
+  local n = u.completion_tokens
+  if type(n) ~= "number" then n = u.output_tokens end
+  if type(n) == "number" then return n end
+end
+
+-- `count` things over `span` seconds that start with the first one: the
+-- first came at the start of the span, so count - 1 came within it (the
+-- usual "output throughput after the first token"). nil below two.
+local function rate(count, span)
+  if count and count >= 2 and span > 0 then return (count - 1) / span end
+end
+
+-- The result once the stream has ended (every caller comes after the end;
+-- a second call, e.g. chat:close() after the loop, changes nothing). The
+-- rates share one time base: from the first text delta to the end of the
+-- stream (its end marker, error or abort).
 local function settle_stats(chat)
   local st = chat.stats
   local s = chat.stream
   if s then st.ttfb = s:times() end
+  chat._ended = chat._ended or now()
   if chat._first_token then
-    local span = now() - chat._first_token
-    st.tokens_per_second = span > 0 and (chat._deltas - 1) / span or nil
+    local span = chat._ended - chat._first_token
+    st.deltas_per_second = rate(chat._deltas, span)
+    st.tokens_per_second = rate(output_tokens(chat.usage), span)
   end
   st.deltas = chat._deltas
   chat.text = table.concat(chat._parts)
@@ -316,7 +338,11 @@ function _M.chat(client, base_url, opts)
       settle_stats(chat)
       if onerror then onerror(err) end
     end
-    req_opts.onabort = chat_opts.onabort
+    local onabort = chat_opts.onabort
+    req_opts.onabort = function(why)
+      settle_stats(chat)
+      if onabort then onabort(why) end
+    end
     chat.stream = client:stream(url, req_opts)
     return chat
   end
