@@ -501,8 +501,8 @@ describe("fetch.chat: the request it sends", function()
     end
   end)
 
-  it("stream = false from the user is overridden: the body always has stream=true", function()
-    local req = capture(function(base) return recorder(base, { stream = false }) end, OPENAI_REPLY)
+  it("stream = true may be given; the body always has stream=true", function()
+    local req = capture(function(base) return recorder(base, { stream = true }) end, OPENAI_REPLY)
     assert.is_true(req.json.stream)
   end)
 
@@ -544,6 +544,29 @@ describe("fetch.chat: usage errors, raised at once", function()
     raises("usage", fetch.chat, base, opts({ ontext = "not a function" }))
     raises("usage", fetch.chat, base, opts({ timeout = -1 }))
     raises("usage", fetch.chat, "ftp://example.com/v1", opts())
+  end)
+
+  it("stream = false (or anything but true) is a usage error, not silently replaced", function()
+    local t = tag("stream-false")
+    for _, v in ipairs({ false, "false", 0, {} }) do
+      local err = raises("usage", fetch.chat, openai("tag=" .. t), opts({ stream = v }))
+      assert.matches("'stream'", err.message, 1, true)
+      assert.matches("always streams", err.message, 1, true)
+    end
+    assert.are.equal(0, srv:log(t).requests)
+  end)
+
+  it("api_key = false or an empty key is a usage error (the caller meant to pass one)", function()
+    local t = tag("no-key")
+    for _, v in ipairs({ false, "", "  ", true, 123 }) do
+      local err = raises("usage", fetch.chat, openai("tag=" .. t), opts({ api_key = v }))
+      assert.matches("'api_key'", err.message, 1, true)
+      assert.matches("non-empty string", err.message, 1, true)
+      assert.matches("leave it out", err.message, 1, true)
+    end
+    -- Anthropic likewise
+    raises("usage", fetch.chat, openai("tag=" .. t), opts({ api_key = "", format = "anthropic" }))
+    assert.are.equal(0, srv:log(t).requests)
   end)
 
   it("body, json, method and the stream's own callbacks are the helper's: usage errors", function()

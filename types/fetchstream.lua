@@ -233,7 +233,8 @@ function Stream:times() end
 ---@class fetchstream.ChatOptions : fetchstream.RequestOptions
 ---@field model string The model name.
 ---@field messages fetchstream.ChatMessage[] The conversation so far.
----@field api_key? string Sent as a Bearer token (`x-api-key` for Anthropic).
+---@field api_key? string Sent as a Bearer token (`x-api-key` for Anthropic); `false` or `""` is a `usage` error.
+---@field stream? true The helper always streams: any other value is a `usage` error.
 ---@field format? fetchstream.ChatFormat `"openai"` (default) or `"anthropic"`.
 ---@field stream_options? table Sent in the body, e.g. `{ include_usage = true }` for `usage`.
 ---@field ontext? fun(text: string) Each non-empty piece of the answer.

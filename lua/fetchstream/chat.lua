@@ -30,7 +30,17 @@ Chat.__name = "fetchstream.Chat"
 local CHAT_OPTIONS = {
   model = options.string,
   messages = options.table,
-  api_key = options.string,
+  -- `api_key = os.getenv("KEY") or ""` (or `or false`) means a key was meant
+  -- and is missing: say so rather than send no key and get a 401.
+  api_key = function(v)
+    if type(v) ~= "string" or not v:find("%S") then
+      return "a non-empty string (leave it out when the server needs no key)"
+    end
+  end,
+  -- The helper always streams: anything else would be replaced in silence.
+  stream = function(v)
+    if v ~= true then return "true or left out: fetch.chat always streams" end
+  end,
   format = function(v)
     if v ~= "openai" and v ~= "anthropic" then return '"openai" or "anthropic"' end
   end,
