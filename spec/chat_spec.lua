@@ -516,6 +516,29 @@ describe("fetch.chat: the request it sends", function()
     assert.are.equal("/v1/chat/completions", req.target)
   end)
 
+  it("every form of the OpenAI base_url reaches <root>/chat/completions", function()
+    for _, form in ipairs({ "", "/", "//", "/chat/completions", "/chat/completions/",
+                            "/?api-version=1", "/chat/completions?api-version=1",
+                            "/chat/completions/?api-version=1" }) do
+      local req = capture(function(base) return recorder(base .. form) end, OPENAI_REPLY)
+      local query = form:match("%?.*$") or ""
+      assert.are.equal("/v1/chat/completions" .. query, req.target, "base_url <root>" .. form)
+    end
+  end)
+
+  it("every form of the Anthropic base_url reaches <root>/messages", function()
+    for _, form in ipairs({ "", "/", "/messages", "/messages/", "/messages?beta=true" }) do
+      local req = capture(function(base) return recorder(base .. form, { format = "anthropic" }) end,
+        ANTHROPIC_REPLY)
+      local query = form:match("%?.*$") or ""
+      assert.are.equal("/v1/messages" .. query, req.target, "base_url <root>" .. form)
+    end
+    -- the host alone, as Anthropic's SDKs take it, with /v1/messages: detected and used as is
+    local req = capture(function(base) return recorder(base .. "/v1/messages") end, ANTHROPIC_REPLY, "")
+    assert.are.equal("/v1/messages", req.target)
+    assert.are.equal("2023-06-01", req.headers["anthropic-version"])
+  end)
+
   it("no api_key: no Authorization header", function()
     local req = capture(function(base) return recorder(base) end, OPENAI_REPLY)
     assert.is_nil(req.headers.authorization)
