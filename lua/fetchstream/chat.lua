@@ -14,8 +14,9 @@ local core = require "fetchstream.core"
 local request = require "fetchstream.request"
 local stream = require "fetchstream.stream"
 local options = require "fetchstream.options"
+local json = require "fetchstream.json"
 
-local error, pairs, setmetatable, tostring, type = error, pairs, setmetatable, tostring, type
+local error, pairs, pcall, setmetatable, tostring, type = error, pairs, pcall, setmetatable, tostring, type
 local now = core.now
 local usage = options.usage
 
@@ -25,11 +26,22 @@ local Chat = {}
 Chat.__index = Chat
 Chat.__name = "fetchstream.Chat"
 
+-- A table whose keys are all strings: JSON object members.
+local function fields_table(v)
+  if type(v) ~= "table" then return "a table of request-body fields" end
+  for k in pairs(v) do
+    if type(k) ~= "string" then
+      return ("a table of request-body fields, named by strings (it holds [%s])"):format(tostring(k))
+    end
+  end
+end
+
 -- Options that belong to the helper (the request options of the core are
 -- passed to it; every other name is a field of the request body).
 local CHAT_OPTIONS = {
   model = options.string,
   messages = options.table,
+  body = fields_table, -- fields sent verbatim: see build_body
   -- `api_key = os.getenv("KEY") or ""` (or `or false`) means a key was meant
   -- and is missing: say so rather than send no key and get a 401.
   api_key = function(v)
@@ -49,8 +61,48 @@ local CHAT_OPTIONS = {
   onerror = options.callable,
   onabort = options.callable,
 }
-local NOT_FOR_CHAT = { body = true, json = true, method = true, onmessage = true, on = true,
+local NOT_FOR_CHAT = { json = true, method = true, onmessage = true, on = true,
                        onclose = true, onopen = true, onchunk = true }
+
+-- What a name that is neither the helper's nor a request option may be a
+-- typo of: for a function value, the callbacks a chat takes; for any other
+-- value, the options that are not callbacks (so that a body field such as
+-- `context` is never taken for `ontext`).
+local MEANT_FUNCTION, MEANT_VALUE = {}, {}
+for _, spec in pairs({ request.REQUEST_OPTIONS, CHAT_OPTIONS }) do
+  for name, check in pairs(spec) do
+    if check == options.callable then MEANT_FUNCTION[name] = true else MEANT_VALUE[name] = true end
+  end
+end
+
+-- The option `name` (holding `value`) may be meant for, or nil. Names under
+-- three letters are never guessed (`n` is a body field, not `on`), nor an
+-- option that `opts` or its body already gives (`models` beside `model`).
+local function meant(name, value, opts)
+  if #name < 3 then return nil end
+  local fn = options.callable(value) == nil
+  local candidates = {}
+  local body = type(opts.body) == "table" and opts.body or {}
+  for candidate in pairs(fn and MEANT_FUNCTION or MEANT_VALUE) do
+    if opts[candidate] == nil and body[candidate] == nil then candidates[candidate] = true end
+  end
+  return options.suggest(name, candidates)
+end
+
+-- An unknown name goes into the request body (APIs add fields all the
+-- time), unless it cannot be meant for the body: a function, or a name a
+-- small edit away from an option (`idle_timout`, `reconect`, `api_ky`).
+local function check_extra(name, value, opts)
+  local guess = meant(name, value, opts)
+  if options.callable(value) == nil then
+    usage("option '%s' to 'chat' is a function, which cannot go into the request body%s", name,
+      guess and (" (did you mean '%s'?)"):format(guess) or "")
+  end
+  if guess then
+    usage("unknown option '%s' to 'chat' (did you mean '%s'?); to send a request-body field of that "
+      .. "name, give body = { %s = ... }", name, guess, name)
+  end
+end
 
 local ANTHROPIC_VERSION = "2023-06-01"
 local ANTHROPIC_MAX_TOKENS = 1024
@@ -278,6 +330,25 @@ local function endpoint(base, anthropic)
   return root .. query
 end
 
+-- The request body: the fields of `body` (copied, never changed), then the
+-- other top-level fields over them, then model and messages when given at
+-- the top level, and stream = true. model and messages may come from either.
+local function build_body(chat_opts, extra)
+  local body = {}
+  for k, v in pairs(chat_opts.body or {}) do body[k] = v end
+  for k, v in pairs(extra) do body[k] = v end
+  if chat_opts.model ~= nil then body.model = chat_opts.model end
+  if chat_opts.messages ~= nil then body.messages = chat_opts.messages end
+  if body.model == nil then usage("'chat' needs a model (model = or body = { model = })") end
+  if body.messages == nil then usage("'chat' needs messages (messages = or body = { messages = })") end
+  if body.stream ~= nil and body.stream ~= true then
+    usage("field 'stream' of the body to 'chat' must be true or left out: fetch.chat always streams, got %s",
+      tostring(body.stream))
+  end
+  body.stream = true
+  return body
+end
+
 --- `fetch.chat(client, base_url, opts)` -> chat, nil, nil, chat
 function _M.chat(client, base_url, opts)
   if type(base_url) ~= "string" then
@@ -286,33 +357,45 @@ function _M.chat(client, base_url, opts)
   if type(opts) ~= "table" then usage("bad argument #2 to 'chat' (options table expected)") end
   local anthropic = opts.format == "anthropic"
     or (opts.format == nil and split_base(base_url):find("/messages$") ~= nil)
-  local req_opts, body, chat_opts = {}, {}, {}
+  local req_opts, extra, chat_opts = {}, {}, {}
   local request_names = request.REQUEST_OPTIONS
   for name, value in pairs(opts) do
-    if NOT_FOR_CHAT[name] then
-      usage("option '%s' is not for 'chat' (the helper builds the request)", tostring(name))
+    if type(name) ~= "string" then
+      usage("option names to 'chat' are strings, got [%s] (messages go in messages = { ... })", tostring(name))
+    elseif NOT_FOR_CHAT[name] then
+      usage("option '%s' is not for 'chat' (the helper builds the request)", name)
     elseif CHAT_OPTIONS[name] then
       chat_opts[name] = value
     elseif request_names[name] then
       req_opts[name] = value
     else
-      body[name] = value -- any other field goes to the API as is
+      check_extra(name, value, opts)
+      extra[name] = value
     end
   end
   options.check("chat", chat_opts, CHAT_OPTIONS)
-  if chat_opts.model == nil then usage("'chat' needs a model") end
-  if chat_opts.messages == nil then usage("'chat' needs messages") end
-  body.model, body.messages, body.stream = chat_opts.model, chat_opts.messages, true
-  local headers = {}
-  for k, v in pairs(req_opts.headers or {}) do headers[k] = v end
+  local body = build_body(chat_opts, extra)
+  if anthropic and body.max_tokens == nil then body.max_tokens = ANTHROPIC_MAX_TOKENS end
+  local ok, encoded = pcall(json.encode, body)
+  if not ok then usage("the request body of 'chat' cannot be encoded as JSON: %s", tostring(encoded)) end
+
+  local given = req_opts.headers
+  if given ~= nil and type(given) ~= "table" then
+    usage("option 'headers' to 'chat' must be a table of name = value, got %s", type(given))
+  end
+  local headers, content_type = {}, false
+  for k, v in pairs(given or {}) do
+    headers[k] = v
+    if type(k) == "string" and k:lower() == "content-type" then content_type = true end
+  end
+  if not content_type then headers["content-type"] = "application/json" end
   if anthropic then
-    body.max_tokens = body.max_tokens or ANTHROPIC_MAX_TOKENS
     if chat_opts.api_key then headers["x-api-key"] = chat_opts.api_key end
     headers["anthropic-version"] = headers["anthropic-version"] or ANTHROPIC_VERSION
   elseif chat_opts.api_key then
     headers.authorization = "Bearer " .. chat_opts.api_key
   end
-  req_opts.headers, req_opts.json, req_opts.method = headers, body, "POST"
+  req_opts.headers, req_opts.body, req_opts.method = headers, encoded, "POST"
 
   local chat = setmetatable({
     format = anthropic and "anthropic" or "openai",
