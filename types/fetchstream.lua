@@ -491,7 +491,9 @@ function fetchstream.client() end
 ---     print(chat.finish_reason, chat.stats.deltas_per_second)
 ---
 --- `base_url` is the API root (`.../v1`); `/chat/completions` is appended
---- (`/messages` for `format = "anthropic"`). Only non-empty text is yielded.
+--- (`/messages` for `format = "anthropic"`) unless it already ends with it;
+--- trailing slashes are dropped and a query string stays at the end. Only
+--- non-empty text is yielded.
 --- Returns the chat object as iterator, state and closing value; with any of
 --- `ontext`, `ondone`, `onerror`, `onabort` it returns the chat alone and
 --- `fetch.run()` drives it.

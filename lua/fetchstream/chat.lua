@@ -36,8 +36,9 @@ local function fields_table(v)
   end
 end
 
--- Options that belong to the helper (the request options of the core are
--- passed to it; every other name is a field of the request body).
+-- Options that belong to the helper. The request options of the core are
+-- passed to it, those in NOT_FOR_CHAT refused, and any other name is a field
+-- of the request body unless check_extra takes it for a mistake.
 local CHAT_OPTIONS = {
   model = options.string,
   messages = options.table,
@@ -315,14 +316,15 @@ end
 
 -- Building the request ------------------------------------------------------
 
--- The API root plus the endpoint's path; a query string (Azure's
--- ?api-version=...) stays at the end.
 -- The API root without trailing slashes, and its query string ("" if none).
 local function split_base(base)
   local root, query = base:match("^([^?]*)(.*)$")
   return (root:gsub("/+$", "")), query
 end
 
+-- The API root plus the endpoint's path, unless the root already ends with
+-- it (`.../v1/chat/completions`, `.../v1/messages`); a query string
+-- (Azure's ?api-version=...) stays at the end.
 local function endpoint(base, anthropic)
   local root, query = split_base(base)
   local path = anthropic and "/messages" or "/chat/completions"
