@@ -25,6 +25,7 @@ local ok, chat = pcall(function() -- on failure, `chat` is the error
     model = os.getenv("OPENAI_MODEL") or "gpt-4o-mini",
     messages = { { role = "user", content = prompt } },
     api_key = key,
+    stream_options = { include_usage = true }, -- usage: the token count for tokens/s
     first_byte_timeout = 60,
     idle_timeout = 60,
   })
@@ -45,4 +46,5 @@ end
 local st = chat.stats
 io.stderr:write(("-- %s: %d deltas, first token after %.0f ms%s\n"):format(
   chat.finish_reason or "no finish reason", st.deltas, (st.ttft or 0) * 1000,
-  st.tokens_per_second and (", %.0f tokens/s"):format(st.tokens_per_second) or ""))
+  st.tokens_per_second and (", %.0f tokens/s"):format(st.tokens_per_second)
+    or st.deltas_per_second and (", %.0f deltas/s"):format(st.deltas_per_second) or ""))

@@ -33,8 +33,8 @@ for i, question in ipairs(questions) do
     idle_timeout = 60,
     ontext = function(text) a.new[#a.new + 1] = text end,
     ondone = function(chat)
-      a.ended = ("done: %s, %d deltas, %.0f tokens/s"):format(
-        chat.finish_reason or "?", chat.stats.deltas, chat.stats.tokens_per_second or 0)
+      a.ended = ("done: %s, %d deltas, %.0f deltas/s"):format(
+        chat.finish_reason or "?", chat.stats.deltas, chat.stats.deltas_per_second or 0)
     end,
     onerror = function(err) a.ended, a.failed = tostring(err), true end,
   })

@@ -173,7 +173,7 @@ describe("fetch.chat (OpenAI-compatible)", function()
     assert.is_nil(chat())
   end)
 
-  it("stats are present and sane: ttft >= ttfb >= 0, tokens_per_second > 0, deltas", function()
+  it("stats are present and sane: ttft >= ttfb >= 0, deltas_per_second > 0, deltas", function()
     local _, chat, err = run_chat(openai(), opts())
     assert.is_nil(err)
     local st = chat.stats
@@ -182,23 +182,68 @@ describe("fetch.chat (OpenAI-compatible)", function()
     assert.is_true(st.ttfb >= 0, "ttfb " .. st.ttfb)
     assert.is_true(st.ttft >= st.ttfb, ("ttft %g < ttfb %g"):format(st.ttft, st.ttfb))
     assert.is_true(st.ttft < 5)
-    assert.are.equal("number", type(st.tokens_per_second))
-    assert.is_true(st.tokens_per_second > 0)
-    assert.is_true(st.tokens_per_second < math.huge)
+    assert.are.equal("number", type(st.deltas_per_second))
+    assert.is_true(st.deltas_per_second > 0)
+    assert.is_true(st.deltas_per_second < math.huge)
     assert.are.equal(#stub.CANNED_TOKENS, st.deltas)
+    -- no usage was asked for: no token count, so no tokens_per_second
+    assert.is_nil(chat.usage)
+    assert.is_nil(st.tokens_per_second)
   end)
 
-  it("tokens_per_second reflects the server's pace (delay=20 ms: at most ~50/s)", function()
+  it("deltas_per_second reflects the server's pace (delay=20 ms: at most ~50/s)", function()
     local t0 = now()
     local _, chat, err = run_chat(srv:url("/v1?delay=20"), opts())
     local elapsed = now() - t0
     assert.is_nil(err)
     assert.is_true(elapsed >= 21 * 0.02, "elapsed " .. elapsed)
-    local tps = chat.stats.tokens_per_second
+    local dps = chat.stats.deltas_per_second
     -- 21 gaps of at least 20 ms after the first token
-    assert.is_true(tps <= 1 / 0.02 + 1, "tokens_per_second " .. tps)
-    assert.is_true(tps > 5, "tokens_per_second " .. tps)
+    assert.is_true(dps <= 1 / 0.02 + 1, "deltas_per_second " .. dps)
+    assert.is_true(dps > 5, "deltas_per_second " .. dps)
     assert.is_true(chat.stats.ttft >= 0.02, "ttft " .. chat.stats.ttft) -- the first token waits a delay
+  end)
+
+  it("tokens_per_second counts usage.completion_tokens, from the first text to the end", function()
+    -- the stub sends one token per delta: both rates are the same figure
+    local _, chat, err = run_chat(srv:url("/v1?delay=20"), opts({ stream_options = { include_usage = true } }))
+    assert.is_nil(err)
+    local st = chat.stats
+    assert.are.equal(22, chat.usage.completion_tokens)
+    assert.are.equal("number", type(st.tokens_per_second))
+    assert.are.equal(st.deltas_per_second, st.tokens_per_second)
+    assert.is_true(st.tokens_per_second <= 1 / 0.02 + 1, "tokens_per_second " .. st.tokens_per_second)
+    assert.is_true(st.tokens_per_second > 5, "tokens_per_second " .. st.tokens_per_second)
+  end)
+
+  it("tokens_per_second and deltas_per_second differ when a delta holds several tokens", function()
+    -- 3 deltas, 31 tokens: (31 - 1) / span against (3 - 1) / span
+    local reply = 'data: {"choices":[{"index":0,"delta":{"content":"one "},"finish_reason":null}]}\n\n'
+      .. 'data: {"choices":[{"index":0,"delta":{"content":"two "},"finish_reason":null}]}\n\n'
+      .. 'data: {"choices":[{"index":0,"delta":{"content":"three"},"finish_reason":"stop"}]}\n\n'
+      .. 'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":31,"total_tokens":35}}\n\n'
+      .. 'data: [DONE]\n\n'
+    local _, rec = capture(function(base) return recorder(base) end, reply)
+    local st = rec.chat.stats
+    assert.are.equal(1, rec.done)
+    assert.are.equal(3, st.deltas)
+    assert.are.equal(31, rec.chat.usage.completion_tokens)
+    assert.are.equal("number", type(st.deltas_per_second))
+    assert.are.equal("number", type(st.tokens_per_second))
+    assert.is_true(math.abs(st.tokens_per_second / st.deltas_per_second - 15) < 1e-9,
+      ("%g vs %g"):format(st.tokens_per_second, st.deltas_per_second))
+  end)
+
+  it("stats are fixed when the stream ends: a later close changes nothing", function()
+    local chat = fetch.chat(openai(), opts({ stream_options = { include_usage = true } }))
+    for _ in chat do end
+    local before = {}
+    for k, v in pairs(chat.stats) do before[k] = v end
+    assert.is_truthy(before.deltas_per_second)
+    assert.is_truthy(before.tokens_per_second)
+    socket.sleep(0.05)
+    chat:close()
+    assert.are.same(before, chat.stats)
   end)
 
   it("usage via stream_options.include_usage (an extra body field), as integers", function()
@@ -221,6 +266,7 @@ describe("fetch.chat (OpenAI-compatible)", function()
     assert.are.equal(6, chat.usage.completion_tokens)
     assert.is_true(chat.done)
     assert.is_nil(chat.stats.ttft) -- no text came
+    assert.is_nil(chat.stats.tokens_per_second) -- its time base starts at the first text
   end)
 
   it("a stream without [DONE] (truncate=K) raises eof; chat.text holds the K tokens", function()
@@ -455,8 +501,8 @@ describe("fetch.chat: the request it sends", function()
     end
   end)
 
-  it("stream = false from the user is overridden: the body always has stream=true", function()
-    local req = capture(function(base) return recorder(base, { stream = false }) end, OPENAI_REPLY)
+  it("stream = true may be given; the body always has stream=true", function()
+    local req = capture(function(base) return recorder(base, { stream = true }) end, OPENAI_REPLY)
     assert.is_true(req.json.stream)
   end)
 
@@ -468,6 +514,29 @@ describe("fetch.chat: the request it sends", function()
   it("a base_url already ending in /chat/completions is used as is", function()
     local req = capture(function(base) return recorder(base .. "/chat/completions") end, OPENAI_REPLY)
     assert.are.equal("/v1/chat/completions", req.target)
+  end)
+
+  it("every form of the OpenAI base_url reaches <root>/chat/completions", function()
+    for _, form in ipairs({ "", "/", "//", "/chat/completions", "/chat/completions/",
+                            "/?api-version=1", "/chat/completions?api-version=1",
+                            "/chat/completions/?api-version=1" }) do
+      local req = capture(function(base) return recorder(base .. form) end, OPENAI_REPLY)
+      local query = form:match("%?.*$") or ""
+      assert.are.equal("/v1/chat/completions" .. query, req.target, "base_url <root>" .. form)
+    end
+  end)
+
+  it("every form of the Anthropic base_url reaches <root>/messages", function()
+    for _, form in ipairs({ "", "/", "/messages", "/messages/", "/messages?beta=true" }) do
+      local req = capture(function(base) return recorder(base .. form, { format = "anthropic" }) end,
+        ANTHROPIC_REPLY)
+      local query = form:match("%?.*$") or ""
+      assert.are.equal("/v1/messages" .. query, req.target, "base_url <root>" .. form)
+    end
+    -- the host alone, as Anthropic's SDKs take it, with /v1/messages: detected and used as is
+    local req = capture(function(base) return recorder(base .. "/v1/messages") end, ANTHROPIC_REPLY, "")
+    assert.are.equal("/v1/messages", req.target)
+    assert.are.equal("2023-06-01", req.headers["anthropic-version"])
   end)
 
   it("no api_key: no Authorization header", function()
@@ -498,6 +567,30 @@ describe("fetch.chat: usage errors, raised at once", function()
     raises("usage", fetch.chat, base, opts({ ontext = "not a function" }))
     raises("usage", fetch.chat, base, opts({ timeout = -1 }))
     raises("usage", fetch.chat, "ftp://example.com/v1", opts())
+    raises("usage", fetch.chat, base, opts({ headers = "x-trace: 1" })) -- not a table
+  end)
+
+  it("stream = false (or anything but true) is a usage error, not silently replaced", function()
+    local t = tag("stream-false")
+    for _, v in ipairs({ false, "false", 0, {} }) do
+      local err = raises("usage", fetch.chat, openai("tag=" .. t), opts({ stream = v }))
+      assert.matches("'stream'", err.message, 1, true)
+      assert.matches("always streams", err.message, 1, true)
+    end
+    assert.are.equal(0, srv:log(t).requests)
+  end)
+
+  it("api_key = false or an empty key is a usage error (the caller meant to pass one)", function()
+    local t = tag("no-key")
+    for _, v in ipairs({ false, "", "  ", true, 123 }) do
+      local err = raises("usage", fetch.chat, openai("tag=" .. t), opts({ api_key = v }))
+      assert.matches("'api_key'", err.message, 1, true)
+      assert.matches("non-empty string", err.message, 1, true)
+      assert.matches("leave it out", err.message, 1, true)
+    end
+    -- Anthropic likewise
+    raises("usage", fetch.chat, openai("tag=" .. t), opts({ api_key = "", format = "anthropic" }))
+    assert.are.equal(0, srv:log(t).requests)
   end)
 
   it("body, json, method and the stream's own callbacks are the helper's: usage errors", function()
@@ -515,6 +608,182 @@ describe("fetch.chat: usage errors, raised at once", function()
     local t = tag("usage")
     raises("usage", fetch.chat, openai("tag=" .. t), { model = "m" })
     assert.are.equal(0, srv:log(t).requests)
+  end)
+end)
+
+describe("fetch.chat: typos, body fields and body = { ... }", function()
+  -- Typos of request options and of the helper's own options (the value is
+  -- not a function): each must be a usage error with "did you mean".
+  local TYPOS = {
+    idle_timout = { 5, "idle_timeout" }, reconect = { true, "reconnect" }, timout = { 3, "timeout" },
+    conect_timeout = { 2, "connect_timeout" }, first_byte_timout = { 9, "first_byte_timeout" },
+    max_event_sz = { 1000, "max_event_size" }, insecur = { true, "insecure" }, proxi = { "http://p", "proxy" },
+    header = { { a = "b" }, "headers" }, follow_redirect = { false, "follow_redirects" },
+    user_agnt = { "x", "user_agent" }, api_ky = { "sk-1", "api_key" }, frmat = { "anthropic", "format" },
+    streem = { true, "stream" }, last_event_ids = { "7", "last_event_id" },
+    Idle_Timeout = { 5, "idle_timeout" },
+  }
+
+  it("a misspelt option is a usage error with 'did you mean', and nothing is sent", function()
+    local t = tag("typo")
+    for name, case in pairs(TYPOS) do
+      local err = raises("usage", fetch.chat, openai("tag=" .. t), opts({ [name] = case[1] }))
+      assert.matches("'" .. name .. "'", err.message, 1, true)
+      assert.matches("did you mean '" .. case[2] .. "'?", err.message, 1, true)
+      assert.matches("body = {", err.message, 1, true) -- how to send such a field on purpose
+    end
+    -- the helper's own required options, when they are missing
+    local err = raises("usage", fetch.chat, openai("tag=" .. t), { modle = "m", messages = MESSAGES })
+    assert.matches("did you mean 'model'?", err.message, 1, true)
+    err = raises("usage", fetch.chat, openai("tag=" .. t), { model = "m", mesages = MESSAGES })
+    assert.matches("did you mean 'messages'?", err.message, 1, true)
+    assert.are.equal(0, srv:log(t).requests)
+  end)
+
+  it("a function under an unknown name is a usage error naming the key", function()
+    local t = tag("fn")
+    local err = raises("usage", fetch.chat, openai("tag=" .. t), opts({ ontxt = function() end }))
+    assert.matches("'ontxt'", err.message, 1, true)
+    assert.matches("function", err.message, 1, true)
+    assert.matches("did you mean 'ontext'?", err.message, 1, true)
+    assert.not_matches("json", err.message, 1, true) -- not "option 'json' ... cannot be encoded"
+    for name, meant in pairs({ on_done = "ondone", onerr = "onerror", onabrt = "onabort", on_retry = "onretry",
+                               oncoment = "oncomment" }) do
+      err = raises("usage", fetch.chat, openai("tag=" .. t), opts({ [name] = function() end }))
+      assert.matches("did you mean '" .. meant .. "'?", err.message, 1, true)
+    end
+    -- far from every callback: still refused, named, no guess
+    err = raises("usage", fetch.chat, openai("tag=" .. t), opts({ when_finished = function() end }))
+    assert.matches("'when_finished'", err.message, 1, true)
+    assert.not_matches("did you mean", err.message, 1, true)
+    -- a callable table is not data either
+    err = raises("usage", fetch.chat, openai("tag=" .. t),
+      opts({ ontexts = setmetatable({}, { __call = function() end }) }))
+    assert.matches("'ontexts'", err.message, 1, true)
+    assert.are.equal(0, srv:log(t).requests)
+  end)
+
+  it("an option name that is not a string is a usage error", function()
+    local o = opts()
+    o[1] = { role = "user", content = "hi" }
+    local err = raises("usage", fetch.chat, openai(), o)
+    assert.matches("name", err.message, 1, true)
+  end)
+
+  -- Fields of the OpenAI, Anthropic, Ollama (OpenAI-compatible), OpenRouter,
+  -- vLLM and llama.cpp request bodies: none may be taken for a typo.
+  local BODY_FIELDS = {
+    temperature = 0.7, top_p = 0.9, top_k = 40, min_p = 0.05, n = 2, stop = { "\n\n" },
+    stop_sequences = { "END" }, max_tokens = 100, max_completion_tokens = 200, seed = 42,
+    tools = { { type = "function", ["function"] = { name = "f", parameters = { type = "object" } } } },
+    tool_choice = "auto", parallel_tool_calls = false, stream_options = { include_usage = true },
+    response_format = { type = "json_object" }, user = "u-1", system = "be brief",
+    metadata = { user_id = "u-1" }, presence_penalty = 0.1, frequency_penalty = 0.2,
+    logit_bias = { ["50256"] = -100 }, logprobs = true, top_logprobs = 3, service_tier = "auto",
+    store = false, modalities = { "text" }, reasoning_effort = "low", prediction = { type = "content" },
+    thinking = { type = "enabled", budget_tokens = 1024 }, keep_alive = "5m", options = { num_ctx = 4096 },
+    think = true, raw = false, context = { 1, 2 }, images = { "aGk=" }, template = "t", suffix = "s",
+    models = { "a/b", "c/d" }, provider = { order = { "x" } }, route = "fallback", transforms = { "x" },
+    usage = { include = true }, best_of = 2, repetition_penalty = 1.1, guided_json = { type = "object" },
+    ignore_eos = false, min_tokens = 1, skip_special_tokens = true, chat_template_kwargs = { x = 1 },
+    n_predict = 64, grammar = "root ::= x", json_schema = { type = "object" }, cache_prompt = true,
+    typical_p = 1, mirostat = 0, text = { verbosity = "low" }, reasoning = { effort = "low" },
+    instructions = "be brief", input = "hi", include = { "x" }, max_output_tokens = 50, truncation = "auto",
+    previous_response_id = "r1", verbosity = "low", safe_prompt = false, random_seed = 1, echo = false,
+    prompt_cache_key = "k", safety_identifier = "s", web_search_options = {}, audio = { voice = "x" },
+  }
+
+  it("common request-body fields of the chat APIs all go to the body, unchanged", function()
+    local req = capture(function(base) return recorder(base, BODY_FIELDS) end, OPENAI_REPLY)
+    for name, value in pairs(BODY_FIELDS) do
+      assert.are.same(value, req.json[name], name)
+    end
+    assert.are.equal("stub-model", req.json.model)
+    assert.are.same(MESSAGES, req.json.messages)
+    assert.is_true(req.json.stream)
+  end)
+
+  it("a name close to a helper option passes when that option is given too (models beside model)", function()
+    local req = capture(function(base)
+      return recorder(base, { models = { "x" }, message = "m" })
+    end, OPENAI_REPLY)
+    assert.are.same({ "x" }, req.json.models)
+    assert.are.equal("m", req.json.message)
+  end)
+
+  it("body = { ... } sends its fields verbatim, also names of options and near-typos", function()
+    local given = { timeout = 30, format = "json", headers = "h", idle_timout = 1, temperature = 0.2,
+                    options = { num_ctx = 2048 } }
+    local req = capture(function(base) return recorder(base, { body = given, api_key = "k" }) end,
+      OPENAI_REPLY)
+    for name, value in pairs(given) do assert.are.same(value, req.json[name], name) end
+    assert.are.equal("stub-model", req.json.model)
+    assert.are.same(MESSAGES, req.json.messages)
+    assert.is_true(req.json.stream)
+    assert.are.equal("Bearer k", req.headers.authorization)
+    assert.are.equal("application/json", req.headers["content-type"])
+    -- the caller's table is left as it was
+    assert.are.same({ timeout = 30, format = "json", headers = "h", idle_timout = 1, temperature = 0.2,
+                      options = { num_ctx = 2048 } }, given)
+  end)
+
+  it("precedence: body is the base; model, messages and top-level fields are laid over it", function()
+    local req = capture(function(base)
+      return recorder(base, { model = "top", temperature = 0.9,
+        body = { model = "under", messages = { { role = "user", content = "under" } }, temperature = 0.1,
+                 top_p = 0.5 } })
+    end, OPENAI_REPLY)
+    assert.are.equal("top", req.json.model)
+    assert.are.same(MESSAGES, req.json.messages)
+    assert.are.equal(0.9, req.json.temperature)
+    assert.are.equal(0.5, req.json.top_p)
+  end)
+
+  it("model and messages may come from body alone", function()
+    local body = { model = "from-body", messages = { { role = "user", content = "hi" } } }
+    local done = 0
+    local req = capture(function(base)
+      return fetch.chat(base, { body = body, ondone = function() done = done + 1 end })
+    end, OPENAI_REPLY)
+    assert.are.equal(1, done)
+    assert.are.equal("from-body", req.json.model)
+    assert.are.same(body.messages, req.json.messages)
+    assert.is_true(req.json.stream)
+    raises("usage", fetch.chat, openai(), { body = { model = "m" } })          -- no messages anywhere
+    raises("usage", fetch.chat, openai(), { body = { messages = MESSAGES } })  -- no model anywhere
+  end)
+
+  it("Anthropic: max_tokens from body counts; the default fills in only when neither gives it", function()
+    local req = capture(function(base)
+      return recorder(base, { format = "anthropic", body = { max_tokens = 7, system = "s" } })
+    end, ANTHROPIC_REPLY)
+    assert.are.equal(7, req.json.max_tokens)
+    assert.are.equal("s", req.json.system)
+  end)
+
+  it("body: not a table, stream = false in it, a function in it, a non-string key: usage errors", function()
+    local t = tag("body")
+    local base = openai("tag=" .. t)
+    local err = raises("usage", fetch.chat, base, opts({ body = '{"a":1}' }))
+    assert.matches("'body'", err.message, 1, true)
+    err = raises("usage", fetch.chat, base, opts({ body = { stream = false } }))
+    assert.matches("always streams", err.message, 1, true)
+    err = raises("usage", fetch.chat, base, opts({ body = { f = function() end } }))
+    assert.matches("cannot be encoded", err.message, 1, true)
+    assert.not_matches("'json'", err.message, 1, true)
+    raises("usage", fetch.chat, base, opts({ body = { "positional" } }))
+    assert.are.equal(0, srv:log(t).requests)
+    -- stream = true in body is fine
+    local req = capture(function(b) return recorder(b, { body = { stream = true } }) end, OPENAI_REPLY)
+    assert.is_true(req.json.stream)
+  end)
+
+  it("types: ChatOptions lists body and no longer ends with [string] any", function()
+    local text = h.read("types/fetchstream.lua")
+    local block = text:match("\n(%-%-%-@class fetchstream%.ChatOptions.-)\n\n")
+    assert.is_truthy(block)
+    assert.not_matches("@field%s+%[string%]", block)
+    assert.matches("\n%-%-%-@field body%? ", block)
   end)
 end)
 
@@ -536,6 +805,8 @@ describe("fetch.chat (Anthropic)", function()
     assert.are.equal(#stub.CANNED_TOKENS, chat.stats.deltas)
     assert.is_true(chat.stats.ttft >= chat.stats.ttfb)
     assert.is_true(chat.stats.tokens_per_second > 0)
+    -- usage.output_tokens (22), one token per delta: the same figure as deltas_per_second
+    assert.are.equal(chat.stats.deltas_per_second, chat.stats.tokens_per_second)
   end)
 
   it("a base URL ending in /messages selects the format by itself", function()
@@ -745,6 +1016,16 @@ describe("fetch.chat with callbacks", function()
     assert.are.equal(0, rec.done)
     assert.are.same({}, rec.errors)
     assert.are.equal("aborted", rec.chat.stream.reason)
+  end)
+
+  it("the result is settled when onabort runs", function()
+    local seen, chat, n = nil, nil, 0
+    chat = fetch.chat(srv:url("/v1?delay=20"), opts({
+      ontext = function() n = n + 1; if n == 3 then chat:abort("enough") end end,
+      onabort = function(why) seen = { why = why, text = chat.text, deltas = chat.stats.deltas } end,
+    }))
+    fetch.run()
+    assert.are.same({ why = "enough", text = first_tokens(3), deltas = 3 }, seen)
   end)
 
   it("many chats at once, driven by one fetch.run", function()

@@ -273,3 +273,109 @@ describe("fetch.ndjson", function()
     assert.are.equal("usage", err.kind)
   end)
 end)
+
+---------------------------------------------------------------------------
+-- JSON numbers. Debian's cjson 2.1 decodes every JSON number as a float
+-- (1 -> 1.0); the library hands out integers for integral values that fit a
+-- float exactly (|v| <= 2^53), whatever reads the JSON: ev:json(),
+-- fetch.ndjson and an http error's err.json.
+
+describe("JSON numbers", function()
+  local json = require "fetchstream.json"
+
+  -- Every number in v, with its path, for precise failure messages.
+  local function numbers(v, path, out)
+    out = out or {}
+    path = path or "$"
+    if type(v) == "number" then
+      out[#out + 1] = { path = path, value = v }
+    elseif type(v) == "table" then
+      for k, x in pairs(v) do numbers(x, path .. "." .. tostring(k), out) end
+    end
+    return out
+  end
+
+  local DOC = '{"n":1,"neg":-3,"zero":0,"big":9007199254740992,"bigger":9007199254740994,'
+    .. '"huge":1e300,"half":2.5,"exp":1e3,"float_text":4.0,'
+    .. '"list":[1,2,3.5,[4,{"deep":5}]],"s":"7","t":true}'
+
+  local function check_doc(v)
+    assert.are.equal("integer", math.type(v.n))
+    assert.are.equal(1, v.n)
+    assert.are.equal("integer", math.type(v.neg))
+    assert.are.equal("integer", math.type(v.zero))
+    assert.are.equal("integer", math.type(v.big))         -- 2^53 is still exact
+    assert.are.equal(2 ^ 53, v.big)
+    assert.are.equal("float", math.type(v.bigger))        -- past 2^53: stays a float
+    assert.are.equal("float", math.type(v.huge))
+    assert.are.equal("float", math.type(v.half))
+    assert.are.equal(2.5, v.half)
+    assert.are.equal("integer", math.type(v.exp))         -- 1e3 is the integer 1000
+    assert.are.equal(1000, v.exp)
+    assert.are.equal("integer", math.type(v.float_text))  -- JSON has one number type
+    assert.are.equal("integer", math.type(v.list[1]))
+    assert.are.equal("float", math.type(v.list[3]))
+    assert.are.equal("integer", math.type(v.list[4][1]))
+    assert.are.equal("integer", math.type(v.list[4][2].deep))
+    assert.are.equal("7", v.s)
+    assert.is_true(v.t)
+  end
+
+  it("json.decode and json.try_decode: integral values as integers, at any depth", function()
+    check_doc(assert(json.decode(DOC, "doc")))
+    check_doc(assert(json.try_decode(DOC)))
+    assert.are.equal("integer", math.type(json.decode("42", "doc")))
+    assert.are.equal("integer", math.type(json.try_decode("-0")))
+    assert.are.equal("float", math.type(json.decode("0.5", "doc")))
+    assert.are.equal("x", json.decode('"x"', "doc"))
+    assert.are.equal(cjson.null, json.decode("null", "doc"))
+  end)
+
+  it("ev:json() gives integers", function()
+    local body = "data: " .. DOC .. "\n\n"
+    local n = 0
+    for ev in fetch.events(srv:url(h.sse_path(body))) do
+      check_doc(assert(ev:json()))
+      n = n + 1
+    end
+    assert.are.equal(1, n)
+  end)
+
+  it("fetch.ndjson gives integers: Ollama's eval_count is 22, not 22.0", function()
+    local values, _, err = values_of(chat_url(), { json = REQ })
+    assert.is_nil(err)
+    local last = values[#values]
+    assert.are.equal("integer", math.type(last.eval_count))
+    local lines = values_of(raw(DOC .. "\n[1,2.0,3.25]\n7\n"))
+    check_doc(lines[1])
+    assert.are.equal("integer", math.type(lines[2][2]))
+    assert.are.equal("float", math.type(lines[2][3]))
+    assert.are.equal("integer", math.type(lines[3]))
+  end)
+
+  it("an http error's err.json gives integers", function()
+    local body = '{"error":{"message":"slow down","code":429,"retry":{"after":2,"factor":1.5}}}'
+    local _, _, err = values_of(srv:url("/status/429?body=" .. enc(body)))
+    assert.are.equal("http", err and err.kind)
+    assert.are.equal("slow down", err.message)
+    assert.are.equal("integer", math.type(err.json.error.code))
+    assert.are.equal("integer", math.type(err.json.error.retry.after))
+    assert.are.equal("float", math.type(err.json.error.retry.factor))
+    for _, x in ipairs(numbers(err.json)) do
+      if x.value == math.floor(x.value) then assert.are.equal("integer", math.type(x.value), x.path) end
+    end
+  end)
+
+  it("without math.tointeger (Lua 5.1, LuaJIT) numbers are left as they are", function()
+    local saved = math.tointeger
+    math.tointeger = nil -- luacheck: ignore 122
+    local ok, old_json = pcall(dofile, package.searchpath("fetchstream.json", package.path))
+    math.tointeger = saved -- luacheck: ignore 122
+    assert.is_true(ok, tostring(old_json))
+    local v = assert(old_json.decode('{"a":[1,2.5],"b":3}', "doc"))
+    assert.are.equal(1, v.a[1])
+    assert.are.equal(2.5, v.a[2])
+    assert.are.equal(3, v.b)
+    assert.are.equal(7, old_json.try_decode("7"))
+  end)
+end)

@@ -236,21 +236,38 @@ function Stream:times() end
 ---@field [string] any
 
 --- Options of `fetch.chat`: the helper's own, the request options (except
---- `body`, `json` and `method`: the helper builds the request), and any other
---- field, which goes into the request body as is (`stream_options`,
---- `max_tokens`, `tools`, ...). Giving `ontext`, `ondone`, `onerror` or
---- `onabort` selects the callback form, driven by `fetch.run()`.
+--- `json` and `method`: the helper builds the request), and request-body
+--- fields. A name that is none of these goes into the request body as is
+--- (`temperature`, `tools`, ... below, and any other an API takes), unless
+--- it holds a function or is a small edit away from an option
+--- (`idle_timout`): those are `usage` errors ("did you mean"). `body = { }`
+--- sends fields verbatim, whatever their names; `model`, `messages` and
+--- the other top-level fields are laid over it. Giving `ontext`, `ondone`,
+--- `onerror` or `onabort` selects the callback form, driven by `fetch.run()`.
 ---@class fetchstream.ChatOptions : fetchstream.RequestOptions
----@field model string The model name.
----@field messages fetchstream.ChatMessage[] The conversation so far.
----@field api_key? string Sent as a Bearer token (`x-api-key` for Anthropic).
+---@field model? string The model name (or `body.model`); required.
+---@field messages? fetchstream.ChatMessage[] The conversation so far (or `body.messages`); required.
+---@field body? table<string, any> Request-body fields sent verbatim, under the top-level ones.
+---@field api_key? string Sent as a Bearer token (`x-api-key` for Anthropic); `false` or `""` is a `usage` error.
+---@field stream? true The helper always streams: any other value is a `usage` error.
 ---@field format? fetchstream.ChatFormat `"openai"` (default) or `"anthropic"`.
----@field stream_options? table Sent in the body, e.g. `{ include_usage = true }` for `usage`.
 ---@field ontext? fun(text: string) Each non-empty piece of the answer.
 ---@field ondone? fun(result: fetchstream.Chat) The end marker came: the answer is complete.
 ---@field onerror? fun(err: fetchstream.Error) The chat failed (`eof` when it ended before its end marker).
 ---@field onabort? fun(reason: any) The chat was aborted.
----@field [string] any Any other field goes into the request body.
+---@field stream_options? table Body: `{ include_usage = true }` asks OpenAI for `usage`.
+---@field temperature? number Body: sampling temperature.
+---@field top_p? number Body: nucleus sampling.
+---@field max_tokens? integer Body: the longest answer (Anthropic: default 1024).
+---@field stop? string|string[] Body: stop sequences (Anthropic: `stop_sequences`).
+---@field seed? integer Body: sampling seed.
+---@field n? integer Body: how many answers (the helper reads the first).
+---@field user? string Body: an end-user id.
+---@field system? string|table Body, Anthropic: the system prompt.
+---@field metadata? table Body: request metadata.
+---@field tools? table[] Body: the tools the model may call.
+---@field tool_choice? string|table Body: `"auto"`, `"none"`, `"required"` or a tool.
+---@field response_format? table Body: e.g. `{ type = "json_object" }`.
 
 --- A tool call of the answer, rebuilt from its streamed pieces. OpenAI:
 --- `{ id =, type = "function", ["function"] = { name =, arguments = } }`;
@@ -262,11 +279,14 @@ function Stream:times() end
 ---@field name? string Anthropic: the tool's name.
 ---@field input? string Anthropic: the input, a JSON string.
 
---- Timings of a chat answer.
+--- Timings of a chat answer. Both rates share one time base: from the first
+--- text delta to the end of the stream (its end marker, error or abort), and
+--- count what came after the first (nil below two, and without text).
 ---@class fetchstream.ChatStats
 ---@field ttfb? number Seconds from the request to the first body byte.
 ---@field ttft? number Seconds from the request to the first text.
----@field tokens_per_second? number Text deltas per second after the first one.
+---@field deltas_per_second? number Text deltas per second.
+---@field tokens_per_second? number Tokens per second: `usage.completion_tokens` (`output_tokens`); nil without usage.
 ---@field deltas? integer How many text deltas came.
 
 --- The outcome of a chat answer.
@@ -478,10 +498,12 @@ function fetchstream.client() end
 ---
 ---     local chat <close> = fetch.chat(base_url, { model =, messages =, api_key = })
 ---     for text in chat do io.write(text) end
----     print(chat.finish_reason, chat.stats.tokens_per_second)
+---     print(chat.finish_reason, chat.stats.deltas_per_second)
 ---
 --- `base_url` is the API root (`.../v1`); `/chat/completions` is appended
---- (`/messages` for `format = "anthropic"`). Only non-empty text is yielded.
+--- (`/messages` for `format = "anthropic"`) unless it already ends with it;
+--- trailing slashes are dropped and a query string stays at the end. Only
+--- non-empty text is yielded.
 --- Returns the chat object as iterator, state and closing value; with any of
 --- `ontext`, `ondone`, `onerror`, `onabort` it returns the chat alone and
 --- `fetch.run()` drives it.

@@ -3,7 +3,7 @@
 --
 --   local chat <close> = fetch.chat(base_url, { model =, messages =, api_key = })
 --   for text in chat do io.write(text) end
---   print(chat.finish_reason, chat.usage, chat.stats.tokens_per_second)
+--   print(chat.finish_reason, chat.usage, chat.stats.deltas_per_second)
 --
 -- fetch.chat returns the chat object four times over, as a generic `for`
 -- wants it: it is callable (the iterator), and it is the closing value, so a
@@ -14,8 +14,9 @@ local core = require "fetchstream.core"
 local request = require "fetchstream.request"
 local stream = require "fetchstream.stream"
 local options = require "fetchstream.options"
+local json = require "fetchstream.json"
 
-local error, pairs, setmetatable, tostring, type = error, pairs, setmetatable, tostring, type
+local error, pairs, pcall, setmetatable, tostring, type = error, pairs, pcall, setmetatable, tostring, type
 local now = core.now
 local usage = options.usage
 
@@ -25,12 +26,34 @@ local Chat = {}
 Chat.__index = Chat
 Chat.__name = "fetchstream.Chat"
 
--- Options that belong to the helper (the request options of the core are
--- passed to it; every other name is a field of the request body).
+-- A table whose keys are all strings: JSON object members.
+local function fields_table(v)
+  if type(v) ~= "table" then return "a table of request-body fields" end
+  for k in pairs(v) do
+    if type(k) ~= "string" then
+      return ("a table of request-body fields, named by strings (it holds [%s])"):format(tostring(k))
+    end
+  end
+end
+
+-- Options that belong to the helper. The request options of the core are
+-- passed to it, those in NOT_FOR_CHAT refused, and any other name is a field
+-- of the request body unless check_extra takes it for a mistake.
 local CHAT_OPTIONS = {
   model = options.string,
   messages = options.table,
-  api_key = options.string,
+  body = fields_table, -- fields sent verbatim: see build_body
+  -- `api_key = os.getenv("KEY") or ""` (or `or false`) means a key was meant
+  -- and is missing: say so rather than send no key and get a 401.
+  api_key = function(v)
+    if type(v) ~= "string" or not v:find("%S") then
+      return "a non-empty string (leave it out when the server needs no key)"
+    end
+  end,
+  -- The helper always streams: anything else would be replaced in silence.
+  stream = function(v)
+    if v ~= true then return "true or left out: fetch.chat always streams" end
+  end,
   format = function(v)
     if v ~= "openai" and v ~= "anthropic" then return '"openai" or "anthropic"' end
   end,
@@ -39,8 +62,48 @@ local CHAT_OPTIONS = {
   onerror = options.callable,
   onabort = options.callable,
 }
-local NOT_FOR_CHAT = { body = true, json = true, method = true, onmessage = true, on = true,
+local NOT_FOR_CHAT = { json = true, method = true, onmessage = true, on = true,
                        onclose = true, onopen = true, onchunk = true }
+
+-- What a name that is neither the helper's nor a request option may be a
+-- typo of: for a function value, the callbacks a chat takes; for any other
+-- value, the options that are not callbacks (so that a body field such as
+-- `context` is never taken for `ontext`).
+local MEANT_FUNCTION, MEANT_VALUE = {}, {}
+for _, spec in pairs({ request.REQUEST_OPTIONS, CHAT_OPTIONS }) do
+  for name, check in pairs(spec) do
+    if check == options.callable then MEANT_FUNCTION[name] = true else MEANT_VALUE[name] = true end
+  end
+end
+
+-- The option `name` (holding `value`) may be meant for, or nil. Names under
+-- three letters are never guessed (`n` is a body field, not `on`), nor an
+-- option that `opts` or its body already gives (`models` beside `model`).
+local function meant(name, value, opts)
+  if #name < 3 then return nil end
+  local fn = options.callable(value) == nil
+  local candidates = {}
+  local body = type(opts.body) == "table" and opts.body or {}
+  for candidate in pairs(fn and MEANT_FUNCTION or MEANT_VALUE) do
+    if opts[candidate] == nil and body[candidate] == nil then candidates[candidate] = true end
+  end
+  return options.suggest(name, candidates)
+end
+
+-- An unknown name goes into the request body (APIs add fields all the
+-- time), unless it cannot be meant for the body: a function, or a name a
+-- small edit away from an option (`idle_timout`, `reconect`, `api_ky`).
+local function check_extra(name, value, opts)
+  local guess = meant(name, value, opts)
+  if options.callable(value) == nil then
+    usage("option '%s' to 'chat' is a function, which cannot go into the request body%s", name,
+      guess and (" (did you mean '%s'?)"):format(guess) or "")
+  end
+  if guess then
+    usage("unknown option '%s' to 'chat' (did you mean '%s'?); to send a request-body field of that "
+      .. "name, give body = { %s = ... }", name, guess, name)
+  end
+end
 
 local ANTHROPIC_VERSION = "2023-06-01"
 local ANTHROPIC_MAX_TOKENS = 1024
@@ -71,24 +134,35 @@ local function add_text(chat, text)
   stream.push(chat._pending, text)
 end
 
--- cjson 2.1 decodes every number as a float: token counts read better as
--- integers.
-local function integral(t)
-  if type(t) ~= "table" then return t end
-  for k, v in pairs(t) do
-    if type(v) == "number" then t[k] = math.tointeger(v) or v else integral(v) end
-  end
-  return t
+-- How many tokens the answer took, as the server counted them: OpenAI's
+-- usage.completion_tokens, Anthropic's (and OpenAI Responses') output_tokens.
+local function output_tokens(u)
+  if type(u) ~= "table" then return nil end
+  local n = u.completion_tokens
+  if type(n) ~= "number" then n = u.output_tokens end
+  if type(n) == "number" then return n end
 end
 
+-- `count` things over `span` seconds that start with the first one: the
+-- first came at the start of the span, so count - 1 came within it (the
+-- usual "output throughput after the first token"). nil below two.
+local function rate(count, span)
+  if count and count >= 2 and span > 0 then return (count - 1) / span end
+end
+
+-- The result once the stream has ended (every caller comes after the end;
+-- a second call, e.g. chat:close() after the loop, changes nothing). The
+-- rates share one time base: from the first text delta to the end of the
+-- stream (its end marker, error or abort).
 local function settle_stats(chat)
-  chat.usage = integral(chat.usage)
   local st = chat.stats
   local s = chat.stream
   if s then st.ttfb = s:times() end
+  chat._ended = chat._ended or now()
   if chat._first_token then
-    local span = now() - chat._first_token
-    st.tokens_per_second = span > 0 and (chat._deltas - 1) / span or nil
+    local span = chat._ended - chat._first_token
+    st.deltas_per_second = rate(chat._deltas, span)
+    st.tokens_per_second = rate(output_tokens(chat.usage), span)
   end
   st.deltas = chat._deltas
   chat.text = table.concat(chat._parts)
@@ -243,19 +317,39 @@ end
 
 -- Building the request ------------------------------------------------------
 
--- The API root plus the endpoint's path; a query string (Azure's
--- ?api-version=...) stays at the end.
 -- The API root without trailing slashes, and its query string ("" if none).
 local function split_base(base)
   local root, query = base:match("^([^?]*)(.*)$")
   return (root:gsub("/+$", "")), query
 end
 
+-- The API root plus the endpoint's path, unless the root already ends with
+-- it (`.../v1/chat/completions`, `.../v1/messages`); a query string
+-- (Azure's ?api-version=...) stays at the end.
 local function endpoint(base, anthropic)
   local root, query = split_base(base)
   local path = anthropic and "/messages" or "/chat/completions"
   if root:sub(-#path) ~= path then root = root .. path end
   return root .. query
+end
+
+-- The request body: the fields of `body` (copied, never changed), then the
+-- other top-level fields over them, then model and messages when given at
+-- the top level, and stream = true. model and messages may come from either.
+local function build_body(chat_opts, extra)
+  local body = {}
+  for k, v in pairs(chat_opts.body or {}) do body[k] = v end
+  for k, v in pairs(extra) do body[k] = v end
+  if chat_opts.model ~= nil then body.model = chat_opts.model end
+  if chat_opts.messages ~= nil then body.messages = chat_opts.messages end
+  if body.model == nil then usage("'chat' needs a model (model = or body = { model = })") end
+  if body.messages == nil then usage("'chat' needs messages (messages = or body = { messages = })") end
+  if body.stream ~= nil and body.stream ~= true then
+    usage("field 'stream' of the body to 'chat' must be true or left out: fetch.chat always streams, got %s",
+      tostring(body.stream))
+  end
+  body.stream = true
+  return body
 end
 
 --- `fetch.chat(client, base_url, opts)` -> chat, nil, nil, chat
@@ -266,33 +360,45 @@ function _M.chat(client, base_url, opts)
   if type(opts) ~= "table" then usage("bad argument #2 to 'chat' (options table expected)") end
   local anthropic = opts.format == "anthropic"
     or (opts.format == nil and split_base(base_url):find("/messages$") ~= nil)
-  local req_opts, body, chat_opts = {}, {}, {}
+  local req_opts, extra, chat_opts = {}, {}, {}
   local request_names = request.REQUEST_OPTIONS
   for name, value in pairs(opts) do
-    if NOT_FOR_CHAT[name] then
-      usage("option '%s' is not for 'chat' (the helper builds the request)", tostring(name))
+    if type(name) ~= "string" then
+      usage("option names to 'chat' are strings, got [%s] (messages go in messages = { ... })", tostring(name))
+    elseif NOT_FOR_CHAT[name] then
+      usage("option '%s' is not for 'chat' (the helper builds the request)", name)
     elseif CHAT_OPTIONS[name] then
       chat_opts[name] = value
     elseif request_names[name] then
       req_opts[name] = value
     else
-      body[name] = value -- any other field goes to the API as is
+      check_extra(name, value, opts)
+      extra[name] = value
     end
   end
   options.check("chat", chat_opts, CHAT_OPTIONS)
-  if chat_opts.model == nil then usage("'chat' needs a model") end
-  if chat_opts.messages == nil then usage("'chat' needs messages") end
-  body.model, body.messages, body.stream = chat_opts.model, chat_opts.messages, true
-  local headers = {}
-  for k, v in pairs(req_opts.headers or {}) do headers[k] = v end
+  local body = build_body(chat_opts, extra)
+  if anthropic and body.max_tokens == nil then body.max_tokens = ANTHROPIC_MAX_TOKENS end
+  local ok, encoded = pcall(json.encode, body)
+  if not ok then usage("the request body of 'chat' cannot be encoded as JSON: %s", tostring(encoded)) end
+
+  local given = req_opts.headers
+  if given ~= nil and type(given) ~= "table" then
+    usage("option 'headers' to 'chat' must be a table of name = value, got %s", type(given))
+  end
+  local headers, content_type = {}, false
+  for k, v in pairs(given or {}) do
+    headers[k] = v
+    if type(k) == "string" and k:lower() == "content-type" then content_type = true end
+  end
+  if not content_type then headers["content-type"] = "application/json" end
   if anthropic then
-    body.max_tokens = body.max_tokens or ANTHROPIC_MAX_TOKENS
     if chat_opts.api_key then headers["x-api-key"] = chat_opts.api_key end
     headers["anthropic-version"] = headers["anthropic-version"] or ANTHROPIC_VERSION
   elseif chat_opts.api_key then
     headers.authorization = "Bearer " .. chat_opts.api_key
   end
-  req_opts.headers, req_opts.json, req_opts.method = headers, body, "POST"
+  req_opts.headers, req_opts.body, req_opts.method = headers, encoded, "POST"
 
   local chat = setmetatable({
     format = anthropic and "anthropic" or "openai",
@@ -328,7 +434,11 @@ function _M.chat(client, base_url, opts)
       settle_stats(chat)
       if onerror then onerror(err) end
     end
-    req_opts.onabort = chat_opts.onabort
+    local onabort = chat_opts.onabort
+    req_opts.onabort = function(why)
+      settle_stats(chat)
+      if onabort then onabort(why) end
+    end
     chat.stream = client:stream(url, req_opts)
     return chat
   end
