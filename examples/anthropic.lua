@@ -6,9 +6,10 @@
 --   ANTHROPIC_API_KEY=sk-ant-... lua5.4 examples/anthropic.lua "Write a haiku about Lua."
 --
 -- ANTHROPIC_BASE_URL is the API host as Anthropic's SDKs take it (default
--- https://api.anthropic.com); ANTHROPIC_MODEL picks the model. From the repo
--- root: LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
+-- https://api.anthropic.com); ANTHROPIC_MODEL picks the model. Run it from
+-- the repo root after `make`; it needs no LUA_PATH (see examples/paths.lua).
 
+dofile((arg[0]:match("^.*/") or "./") .. "paths.lua") -- the checkout's module; drop once installed
 local fetch = require "fetchstream"
 
 local host, key = os.getenv("ANTHROPIC_BASE_URL"), os.getenv("ANTHROPIC_API_KEY")

@@ -7,8 +7,10 @@
 --                                                   -- drops the connection every 3 events
 --   lua5.4 examples/eventsource.lua https://example.com/events
 --
--- From the repo root: LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
+-- Run it from the repo root after `make`; it needs no LUA_PATH (see
+-- examples/paths.lua).
 
+dofile((arg[0]:match("^.*/") or "./") .. "paths.lua") -- the checkout's module; drop once installed
 local fetch = require "fetchstream"
 
 local url = arg[1]

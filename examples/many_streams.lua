@@ -6,9 +6,10 @@
 --   lua5.4 examples/many_streams.lua               -- against the bundled stub server
 --   OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... lua5.4 examples/many_streams.lua
 --
--- OPENAI_MODEL picks the model. From the repo root:
--- LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
+-- OPENAI_MODEL picks the model. Run it from the repo root after `make`; it
+-- needs no LUA_PATH (see examples/paths.lua).
 
+dofile((arg[0]:match("^.*/") or "./") .. "paths.lua") -- the checkout's module; drop once installed
 local fetch = require "fetchstream"
 
 local base, key = os.getenv("OPENAI_BASE_URL"), os.getenv("OPENAI_API_KEY")

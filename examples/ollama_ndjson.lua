@@ -5,8 +5,10 @@
 --   lua5.4 examples/ollama_ndjson.lua               -- against the bundled stub server
 --   OLLAMA_HOST=http://127.0.0.1:11434 OLLAMA_MODEL=llama3.2 lua5.4 examples/ollama_ndjson.lua Hi!
 --
--- From the repo root: LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
+-- Run it from the repo root after `make`; it needs no LUA_PATH (see
+-- examples/paths.lua).
 
+dofile((arg[0]:match("^.*/") or "./") .. "paths.lua") -- the checkout's module; drop once installed
 local fetch = require "fetchstream"
 
 local host = os.getenv("OLLAMA_HOST")

@@ -3,8 +3,8 @@
 --
 -- The examples start the bundled stub server themselves when no real API is
 -- configured, so the API variables are cleared for them. They load the module
--- from build/ (never under the ASan preload of `make memcheck`: `env -u
--- LD_PRELOAD` comes first). A few runs point an example's environment
+-- from build/ through examples/paths.lua, with no LUA_PATH set (never under
+-- the ASan preload of `make memcheck`: `env -u LD_PRELOAD` comes first). A few runs point an example's environment
 -- variables at this spec's own stub instead, to check that path too.
 
 local stub = require "spec.server"
@@ -33,12 +33,14 @@ local function slurp(path)
   return s
 end
 
--- No real API for the examples unless a test gives one; no sanitizer runtime.
-local ENV = h.child_env {
+-- No real API for the examples unless a test gives one; no sanitizer
+-- runtime; no LUA_PATH: each runs from the repo root as its first comment
+-- says (examples/paths.lua finds the checkout's module).
+local ENV = h.child_env({
   "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL",
   "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_MODEL",
   "OLLAMA_HOST", "OLLAMA_MODEL",
-}
+}, true)
 
 -- Run examples/<name>.lua with `args` (a list) and `env` ({ NAME = value }).
 -- Returns { code =, out =, err = }. An example that hangs is killed after 30 s.

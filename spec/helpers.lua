@@ -52,12 +52,17 @@ function h.shell_quote(s)
 end
 
 --- The `env ...` prefix a child lua5.4 (the CLI, an example) runs under:
--- the module from the checkout, no sanitizer runtime (the ASan pass preloads
--- it here), and the variables named in `unset` removed.
-function h.child_env(unset)
+-- the module from the checkout (`no_paths`: no LUA_PATH or LUA_CPATH at
+-- all), no sanitizer runtime (the ASan pass preloads it here), and the
+-- variables named in `unset` removed.
+function h.child_env(unset, no_paths)
   local words = { "env -u LD_PRELOAD -u LUA_PATH_5_4 -u LUA_CPATH_5_4" }
   for _, name in ipairs(unset or {}) do words[#words + 1] = "-u " .. name end
-  words[#words + 1] = "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'"
+  if no_paths then
+    words[#words + 1] = "-u LUA_PATH -u LUA_CPATH"
+  else
+    words[#words + 1] = "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'"
+  end
   return table.concat(words, " ")
 end
 
