@@ -63,6 +63,21 @@ describe("strings that reach curl as C strings", function()
   end)
 end)
 
+describe("a typo in an option's name", function()
+  it("is a usage error with 'did you mean' when a known name is close", function()
+    local err = raises("usage", fetch.open, srv:url("/count"), { idle_timout = 5 })
+    assert.matches("unknown option 'idle_timout' to 'open' (did you mean 'idle_timeout'?)", err.message, 1, true)
+    err = raises("usage", fetch.stream, srv:url("/count"), { onmesage = print })
+    assert.matches("(did you mean 'onmessage'?)", err.message, 1, true)
+    err = raises("usage", fetch.events, srv:url("/count"), { reconnect = { retires = 3 } })
+    assert.matches("did you mean 'retries'?", err.message, 1, true)
+    err = raises("usage", fetch.parser, { max_event_sise = 5 })
+    assert.matches("did you mean 'max_event_size'?", err.message, 1, true)
+    err = raises("usage", fetch.open, srv:url("/count"), { zzzz = 1 })
+    assert.is_nil(err.message:find("did you mean", 1, true))
+  end)
+end)
+
 describe("numbers of seconds", function()
   local NAN, INF = 0 / 0, math.huge
 

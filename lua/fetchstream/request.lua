@@ -52,7 +52,11 @@ local function reconnect(v)
   if type(v) == "boolean" then return nil end
   if type(v) ~= "table" then return "a boolean or { retries =, delay =, max_delay = }" end
   local k, expected = options.problem(v, RECONNECT_FIELDS)
-  if k and not expected then return ("a table without '%s' (retries, delay, max_delay)"):format(k) end
+  if k and not expected then
+    local guess = options.suggest(k, RECONNECT_FIELDS)
+    return ("a table of retries, delay, max_delay ('%s' is none of them%s)")
+      :format(k, guess and ("; did you mean '%s'?"):format(guess) or "")
+  end
   if k then return ("%s in reconnect: %s"):format(k, expected) end
 end
 
