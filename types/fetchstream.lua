@@ -7,10 +7,9 @@
 --
 --   { "workspace.library": ["path/to/fetchstream/types"] }
 --
--- The contract is DESIGN.md; the API as built is README.md. What DESIGN.md
--- promises and the README does not document yet (reconnection, `ndjson`,
--- the chat helper) is typed from DESIGN.md and lua/fetchstream/ as they stand.
--- spec/types_spec.lua checks that whatever the library exposes is typed here.
+-- The API is documented in README.md; this file types it as
+-- lua/fetchstream/ builds it. spec/types_spec.lua checks that whatever the
+-- library exposes is typed here.
 
 -- Aliases --------------------------------------------------------------------
 
