@@ -62,6 +62,7 @@ memcheck: $(ASAN_CORE)
 
 lint:
 	$(LUACHECK) -q lua spec bench examples bin/fetchstream types
+	$(LUACHECK) -q --std luajit lua bin/fetchstream examples  # the subset LuaJIT shares
 
 demo: deps $(CORE)
 	$(LUA) examples/chat.lua

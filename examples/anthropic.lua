@@ -23,7 +23,7 @@ local prompt = #arg > 0 and table.concat(arg, " ") or "Say hello to a Lua progra
 
 io.write("> ", prompt, "\n")
 local ok, chat = pcall(function() -- on failure, `chat` is the error
-  local chat <close> = fetch.chat(host .. "/v1", {
+  local chat = fetch.chat(host .. "/v1", {
     format = "anthropic",          -- x-api-key, anthropic-version, max_tokens
     model = os.getenv("ANTHROPIC_MODEL") or "claude-haiku-4-5",
     messages = { { role = "user", content = prompt } },

@@ -22,7 +22,7 @@ local prompt = #arg > 0 and table.concat(arg, " ") or "Say hello to a Lua progra
 
 io.write("> ", prompt, "\n")
 local ok, chat = pcall(function() -- on failure, `chat` is the error
-  local chat <close> = fetch.chat(base, {
+  local chat = fetch.chat(base, {
     model = os.getenv("OPENAI_MODEL") or "gpt-4o-mini",
     messages = { { role = "user", content = prompt } },
     api_key = key,

@@ -10,7 +10,7 @@ local chat = require "fetchstream.chat"
 local json = require "fetchstream.json"
 
 local error, ipairs, next, pairs, pcall, tostring, type, warn =
-  error, ipairs, next, pairs, pcall, tostring, type, warn
+  error, ipairs, next, pairs, pcall, tostring, type, warn -- luacheck: ignore 113 (5.4 only)
 local now = core.now
 local options = require "fetchstream.options"
 local usage = options.usage

@@ -7,7 +7,8 @@ local core = require "fetchstream.core"
 local cjson = require("cjson").new()
 
 local next, pcall, tostring, type = next, pcall, tostring, type
-local tointeger = math.tointeger -- nil on Lua 5.1 and LuaJIT: numbers stay as they are
+-- math.tointeger is nil on Lua 5.1 and LuaJIT: there numbers stay as they are.
+local tointeger = math.tointeger -- luacheck: ignore 143
 
 local _M = { encode = cjson.encode }
 

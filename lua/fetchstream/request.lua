@@ -224,8 +224,10 @@ end
 function _M.set_last_event_id(req, id)
   local lines = req.base_headers
   if id and id ~= "" then
-    lines = table.move(lines, 1, #lines, 1, {})
-    lines[#lines + 1] = "Last-Event-ID: " .. id
+    local copy = {}
+    for i = 1, #lines do copy[i] = lines[i] end
+    copy[#copy + 1] = "Last-Event-ID: " .. id
+    lines = copy
   end
   req.headers = lines
 end
