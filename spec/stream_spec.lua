@@ -359,6 +359,57 @@ describe("readers", function()
   end)
 end)
 
+describe("fetch.each: the loop body as a function (what LuaJIT prefers)", function()
+  it("hands every event and its stream to the function, then returns true", function()
+    local got, streams = {}, {}
+    assert.is_true(fetch.each(srv:url("/count?n=3"), nil, function(ev, s)
+      got[#got + 1] = ev.data
+      streams[s] = true
+    end))
+    assert.are.same({ "1", "2", "3" }, got)
+    local s = next(streams)
+    assert.are.equal("done", s.reason)
+  end)
+
+  it("aborts the transfer at once when the function returns false", function()
+    local t = tag("each-false")
+    local n, stream
+    assert.is_true(fetch.each(srv:url("/forever?interval=20&tag=" .. t), nil, function(_, s)
+      n, stream = (n or 0) + 1, s
+      if n == 2 then return false end
+    end))
+    assert.are.equal(2, n)
+    assert.are.equal("aborted", stream.reason)
+    assert.is_true((srv:wait_closed(t, 3)))
+  end)
+
+  it("aborts at once and raises again what the function raised", function()
+    local t = tag("each-raise")
+    local ok, err = pcall(fetch.each, srv:url("/forever?interval=20&tag=" .. t), nil, function()
+      error("stop here", 0)
+    end)
+    assert.is_false(ok)
+    assert.are.equal("stop here", err)
+    assert.is_true((srv:wait_closed(t, 3)))
+  end)
+
+  it("returns nil, err when the stream fails", function()
+    local ok, err = fetch.each(srv:url("/status/503"), nil, function() end)
+    assert.is_nil(ok)
+    assert.are.equal("http", err.kind)
+    local got
+    ok, err = fetch.each(srv:url("/drop"), nil, function(ev) got = ev.data end)
+    assert.is_nil(ok)
+    assert.are.equal("network", err.kind)
+    assert.are.equal("one", got)
+  end)
+
+  it("checks its arguments at once", function()
+    raises("usage", fetch.each, srv:url("/count"), nil, "not a function")
+    raises("usage", fetch.each, srv:url("/count"), { idle_timout = 1 }, print)
+  end)
+end)
+
 describe("responses", function()
   it("redirects are followed and s.url is where they led", function()
     local target = srv:url("/count?n=2")

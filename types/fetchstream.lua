@@ -348,6 +348,19 @@ function Client:open(url, opts) end
 ---@return fetchstream.Stream closing
 function Client:events(url, opts) end
 
+--- `c:each(url, opts, function(ev, s) ... end)`: the events of one SSE
+--- response, each handed to the function. It returning `false`, or raising,
+--- aborts the transfer at once — the form to prefer on LuaJIT, where a
+--- `break` cannot close a stream. `true` when the response ended or the
+--- function stopped it; `nil, err` when the stream failed; what the function
+--- raised is raised again.
+---@param url string
+---@param opts? fetchstream.RequestOptions
+---@param fn fun(ev: fetchstream.Event, s: fetchstream.Stream): boolean?
+---@return true? ok
+---@return fetchstream.Error? err
+function Client:each(url, opts, fn) end
+
 --- `for bytes in c:chunks(url, opts) do ... end`: raw body bytes.
 ---@param url string
 ---@param opts? fetchstream.RequestOptions
@@ -443,6 +456,19 @@ function fetchstream.open(url, opts) end
 ---@return nil control
 ---@return fetchstream.Stream closing
 function fetchstream.events(url, opts) end
+
+--- `fetch.each(url, opts, function(ev, s) ... end)`: the events of one SSE
+--- response, each handed to the function. It returning `false`, or raising,
+--- aborts the transfer at once — the form to prefer on LuaJIT, where a
+--- `break` cannot close a stream. `true` when the response ended or the
+--- function stopped it; `nil, err` when the stream failed; what the function
+--- raised is raised again.
+---@param url string
+---@param opts? fetchstream.RequestOptions
+---@param fn fun(ev: fetchstream.Event, s: fetchstream.Stream): boolean?
+---@return true? ok
+---@return fetchstream.Error? err
+function fetchstream.each(url, opts, fn) end
 
 --- `for bytes in fetch.chunks(url, opts) do ... end`: raw body bytes as
 --- they arrive; any content type.

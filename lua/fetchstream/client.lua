@@ -161,6 +161,26 @@ function Client:lines(url, opts)
   return iterate(self, "lines", url, opts, "lines", stream.next_line)
 end
 
+--- `c:each(url, opts, fn)`: the events of one SSE response, each handed to
+-- fn(ev, s) — the loop body as a function. It closes the stream itself, which
+-- a `for` loop cannot do on Lua 5.1/LuaJIT (no closing value): fn returning
+-- false, or raising, aborts the transfer at once. Returns true when the
+-- response ended or fn stopped it, nil, err when the stream failed; an error
+-- raised by fn is raised again once the transfer is gone.
+function Client:each(url, opts, fn)
+  if options.callable(fn) then usage("bad argument #3 to 'each' (function expected, got %s)", type(fn)) end
+  local s = self:_start("each", url, opts, false, "events")
+  local ok, err = pcall(function()
+    for ev in stream.next_event, s do
+      if fn(ev, s) == false then return end
+    end
+  end)
+  s:close()
+  if ok then return true end
+  if err == s.error then return nil, err end -- the stream's own ending
+  error(err, 0)
+end
+
 --- `for value in c:ndjson(url, opts)`: one decoded JSON value per line
 -- (blank lines skipped). A line that is not JSON ends the stream with a
 -- `protocol` error naming the line number.

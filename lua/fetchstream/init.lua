@@ -76,6 +76,11 @@ function _M.open(url, opts) return default():open(url, opts) end
 --- `for ev in fetch.events(url, opts) do ... end` (break aborts the transfer)
 function _M.events(url, opts) return default():events(url, opts) end
 
+--- `fetch.each(url, opts, function(ev, s) ... end)` -> true | nil, err: the
+-- events of one SSE response; returning false or raising aborts at once.
+-- The form to prefer on LuaJIT, where `break` cannot close a stream.
+function _M.each(url, opts, fn) return default():each(url, opts, fn) end
+
 --- `for bytes in fetch.chunks(url, opts) do ... end`
 function _M.chunks(url, opts) return default():chunks(url, opts) end
 
