@@ -8,6 +8,7 @@ local request = require "fetchstream.request"
 local stream = require "fetchstream.stream"
 local chat = require "fetchstream.chat"
 local json = require "fetchstream.json"
+local lines = require "fetchstream.lines"
 
 local error, ipairs, next, pairs, pcall, tostring, type, warn =
   error, ipairs, next, pairs, pcall, tostring, type, warn -- luacheck: ignore 113 (5.4 only)
@@ -51,10 +52,12 @@ function Client:_start(fname, url, opts, callbacks, want)
   s._client = self
   s._opts = checked
   s._queue = stream.queue()
-  s._partial = { size = 0 } -- a line not ended yet, in pieces (lines readers)
   -- "raw": a callback stream that only wants onchunk still reads its body.
   s._want = events and "events" or callbacks and "raw" or want
   s._max = checked.max_event_size or request.DEFAULT_MAX_EVENT_SIZE
+  s._lines = lines.splitter(s._max) -- lines readers: the line not ended yet
+  local queue = s._queue
+  s._push_line = function(line) stream.push(queue, line) end
   s.last_event_id = checked.last_event_id or ""
   s._req = req
   s._safe_url = request.safe_url(url) -- what errors name

@@ -39,12 +39,6 @@ local function pop(q)
   return v
 end
 
--- The pieces of a line not ended yet (lines readers); parts.size counts bytes.
-local function clear_parts(parts)
-  for i = #parts, 1, -1 do parts[i] = nil end
-  parts.size = 0
-end
-
 --- The earlier of `wake` (nil: none) and the moment s waits to reconnect.
 function _M.wake_time(s, wake)
   local at = s._reconnect_at
@@ -222,7 +216,7 @@ local function reconnect(s)
     s._req.timeout = math.ceil(left * 1000)
   end
   s._response, s._refused, s._ct_checked = nil, nil, nil
-  clear_parts(s._partial) -- a line cut off by the drop is not glued to the next
+  s._lines:clear() -- a line cut off by the drop is not glued to the next
   s.reconnects = s.reconnects + 1
   request.set_last_event_id(s._req, s.last_event_id)
   s._parser = _M.new_parser(s)
@@ -320,33 +314,9 @@ local function parse_events(s, bytes)
   end
 end
 
--- Queue one line (without its LF; `cr`: cut a CR at its end), or end the
--- stream when it is over max_event_size.
-local function push_line(s, line, cr)
-  if cr and line:byte(-1) == 13 then line = line:sub(1, -2) end
-  if #line > s._max then
-    return finish(s, "protocol", core.error("protocol",
-      ("line larger than max_event_size (%d bytes)"):format(s._max)))
-  end
-  push(s._queue, line)
-end
-
 local function split_lines(s, bytes)
-  local parts, pos = s._partial, 1
-  while not s.reason do
-    local nl = bytes:find("\n", pos, true)
-    if not nl then break end
-    parts[#parts + 1] = bytes:sub(pos, nl - 1)
-    local line = table_concat(parts)
-    clear_parts(parts)
-    push_line(s, line, true)
-    pos = nl + 1
-  end
-  if pos <= #bytes and not s.reason then -- the start of a line that ends in a later chunk
-    parts[#parts + 1] = bytes:sub(pos)
-    parts.size = parts.size + #bytes - pos + 1
-    if parts.size > s._max + 1 then push_line(s, table_concat(parts), true) end -- +1: a CR may go
-  end
+  local err = s._lines:feed(bytes, s._push_line)
+  if err then finish(s, "protocol", err) end
 end
 
 local function deliver(s, bytes)
@@ -410,10 +380,13 @@ function _M.advance(s)
     refuse(s)
   else
     local reason, err = outcome(s)
-    local parts = s._partial
-    if reason == "done" and s._want == "lines" and #parts > 0 then -- a last line without LF
-      push_line(s, table_concat(parts))
-      if s.reason then return true end
+    if reason == "done" and s._want == "lines" then -- a last line without LF
+      local line, too_large = s._lines:finish()
+      if too_large then
+        finish(s, "protocol", too_large)
+        return true
+      end
+      if line then push(s._queue, line) end
     end
     if not schedule_reconnect(s, reason, err) then finish(s, reason, err) end
   end
