@@ -43,6 +43,7 @@ build = {
     ["fetchstream"] = "lua/fetchstream/init.lua",
     ["fetchstream.chat"] = "lua/fetchstream/chat.lua",
     ["fetchstream.json"] = "lua/fetchstream/json.lua",
+    ["fetchstream.lines"] = "lua/fetchstream/lines.lua",
     ["fetchstream.client"] = "lua/fetchstream/client.lua",
     ["fetchstream.options"] = "lua/fetchstream/options.lua",
     ["fetchstream.request"] = "lua/fetchstream/request.lua",
