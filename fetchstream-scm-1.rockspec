@@ -47,6 +47,7 @@ build = {
     ["fetchstream.client"] = "lua/fetchstream/client.lua",
     ["fetchstream.options"] = "lua/fetchstream/options.lua",
     ["fetchstream.request"] = "lua/fetchstream/request.lua",
+    ["fetchstream.sse"] = "lua/fetchstream/sse.lua",
     ["fetchstream.stream"] = "lua/fetchstream/stream.lua",
   },
 }

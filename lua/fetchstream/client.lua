@@ -195,12 +195,12 @@ function Client:ndjson(url, opts)
       local line = stream.next_line(st)
       if line == nil then return nil end
       lineno = lineno + 1
-      if line:find("%S") then
-        local value, err = json.decode(line, "NDJSON line " .. lineno, { line = lineno })
-        if err == nil then return value end
+      local value, err = json.ndjson_line(line, lineno)
+      if err then
         stream.finish(st, "protocol", err)
         error(err, 0)
       end
+      if value ~= nil then return value end
     end
   end
   return step, s, nil, s

@@ -4,10 +4,7 @@
 -- @module fetchstream
 
 local core = require "fetchstream.core"
-local options = require "fetchstream.options"
-local request = require "fetchstream.request"
 local client = require "fetchstream.client"
-local json = require "fetchstream.json"
 
 local getmetatable = getmetatable
 
@@ -24,36 +21,15 @@ function _M.is_error(v)
   return getmetatable(v) == core.Error
 end
 
--- Events ---------------------------------------------------------------
+-- The parser, events and readers live in fetchstream.sse (no curl needed).
 
-local Event = core.Event
-Event.__index = {}
-Event.__name = "fetchstream.Event"
-
---- `ev:json()` decodes `ev.data` with cjson; `nil, err` (kind `protocol`)
--- when it is not JSON. The message quotes the first bytes of the data.
-function Event.__index.json(ev)
-  return json.decode(ev.data, "event data")
-end
-
--- The parser -------------------------------------------------------------
-
-local DEFAULT_MAX_EVENT_SIZE = request.DEFAULT_MAX_EVENT_SIZE
-
-local PARSER_OPTIONS = {
-  max_event_size = options.positive_integer,
-  onretry = options.callable,
-  oncomment = options.callable,
-}
+local sse = require "fetchstream.sse"
 
 --- `fetch.parser{ max_event_size =, onretry =, oncomment = }`: an SSE parser
--- for bytes from any transport. See README, "The parser".
-function _M.parser(opts)
-  opts = options.check("parser", opts, PARSER_OPTIONS)
-  return core.parser(opts.max_event_size or DEFAULT_MAX_EVENT_SIZE, opts.onretry, opts.oncomment)
-end
+-- for bytes from any transport; the same as `require("fetchstream.sse").parser`.
+_M.parser = sse.parser
 
-_M.DEFAULT_MAX_EVENT_SIZE = DEFAULT_MAX_EVENT_SIZE
+_M.DEFAULT_MAX_EVENT_SIZE = sse.DEFAULT_MAX_EVENT_SIZE
 
 -- Streaming -----------------------------------------------------------------
 -- Every function below is a method of the default client, made on first use.

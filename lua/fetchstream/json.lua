@@ -77,4 +77,11 @@ function _M.decode(text, what, fields)
     fields)
 end
 
+--- One NDJSON line, number `lineno`: its value; nil for a blank line; or
+-- nil, err (kind `protocol`, err.line = lineno) when it is not JSON.
+function _M.ndjson_line(line, lineno)
+  if not line:find("%S") then return nil end
+  return _M.decode(line, "NDJSON line " .. lineno, { line = lineno })
+end
+
 return _M

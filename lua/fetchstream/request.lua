@@ -13,7 +13,7 @@ local usage = options.usage
 
 local _M = {}
 
-_M.DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+_M.DEFAULT_MAX_EVENT_SIZE = require("fetchstream.sse").DEFAULT_MAX_EVENT_SIZE
 _M.DEFAULT_MAX_REDIRECTS = 10
 -- Past this many queued body bytes a transfer pauses until Lua reads them.
 _M.QUEUE_LIMIT = 1024 * 1024
