@@ -16,7 +16,7 @@ wrong.]],
   labels = { "http", "sse", "eventsource", "curl", "streaming", "llm" },
 }
 dependencies = {
-  "lua >= 5.4",
+  "lua >= 5.1, < 5.5", -- Lua 5.4, and LuaJIT 2.1 (the Lua 5.1 ABI)
   "lua-cjson",
 }
 external_dependencies = {
@@ -30,6 +30,7 @@ build = {
     ["fetchstream.core"] = {
       sources = {
         "src/client.c",
+        "src/lcore.c",
         "src/lfetchstream.c",
         "src/lsse.c",
         "src/lstream.c",
@@ -39,6 +40,10 @@ build = {
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
+    },
+    -- The parser alone, without libcurl (what fetchstream.sse is built on).
+    ["fetchstream.sse.core"] = {
+      sources = { "src/sse.c", "src/lsse.c", "src/lfetchstream.c" },
     },
     ["fetchstream"] = "lua/fetchstream/init.lua",
     ["fetchstream.chat"] = "lua/fetchstream/chat.lua",

@@ -1,5 +1,7 @@
 /*
-** lfetchstream.c — module fetchstream.core: the error type and luaopen.
+** lfetchstream.c — what both modules' bindings share: the error type and
+** the helpers for objects. Linked into fetchstream.core and
+** fetchstream.sse.core alike; it knows nothing of curl.
 **
 ** An error is a table { kind =, message =, ... } whose metatable is
 ** "fetchstream.Error"; tostring(err) gives one line such as
@@ -117,9 +119,9 @@ void fs_error_open(lua_State *L) {
 
 /* __index: the fields table first, then the methods (upvalue 1). */
 static int object_index(lua_State *L) {
-  lua_getiuservalue(L, 1, UV_FIELDS);
+  fs_getiuservalue(L, 1, UV_FIELDS);
   lua_pushvalue(L, 2);
-  if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+  if (fs_rawget(L, -2) != LUA_TNIL) return 1;
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
   return 1;
@@ -127,7 +129,7 @@ static int object_index(lua_State *L) {
 
 /* __newindex: into the fields table. */
 static int object_newindex(lua_State *L) {
-  lua_getiuservalue(L, 1, UV_FIELDS);
+  fs_getiuservalue(L, 1, UV_FIELDS);
   lua_insert(L, 2);
   lua_rawset(L, 2);
   return 0;
@@ -148,20 +150,10 @@ void fs_newclass(lua_State *L, const char *tname, const char *name,
 }
 
 void *fs_newobject(lua_State *L, size_t size, int nuv, const char *tname) {
-  void *p = lua_newuserdatauv(L, size, nuv);
+  void *p = fs_newuserdatauv(L, size, nuv);
   memset(p, 0, size);
   lua_newtable(L);
-  lua_setiuservalue(L, -2, UV_FIELDS);
+  fs_setiuservalue(L, -2, UV_FIELDS);
   luaL_setmetatable(L, tname);
   return p;
-}
-
-int luaopen_fetchstream_core(lua_State *L) {
-  lua_newtable(L);
-  lua_pushliteral(L, FETCHSTREAM_VERSION);
-  lua_setfield(L, -2, "_VERSION");
-  fs_error_open(L);
-  fs_parser_open(L);
-  fs_stream_open(L);
-  return 1;
 }

@@ -5,8 +5,7 @@
 #ifndef FETCHSTREAM_LFETCHSTREAM_H
 #define FETCHSTREAM_LFETCHSTREAM_H
 
-#include <lua.h>
-#include <lauxlib.h>
+#include "lcompat.h"
 
 #define FETCHSTREAM_VERSION "0.1.0"
 
@@ -47,6 +46,7 @@ void fs_error_open(lua_State *L);
 void fs_parser_open(lua_State *L);
 void fs_stream_open(lua_State *L);
 
-LUAMOD_API int luaopen_fetchstream_core(lua_State *L);
+LUAMOD_API int luaopen_fetchstream_core(lua_State *L);     /* lcore.c */
+LUAMOD_API int luaopen_fetchstream_sse_core(lua_State *L); /* lsse.c, no curl */
 
 #endif

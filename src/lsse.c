@@ -13,6 +13,7 @@
 #include "lfetchstream.h"
 #include "sse.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define UV_INPUT 1
@@ -43,7 +44,7 @@ static void drop_input(lua_State *L, lparser *lp) {
   if (sse_release_input(&lp->p) != SSE_NEED_MORE) luaL_error(L, "not enough memory");
   lp->has_input = 0;
   lua_pushnil(L);
-  lua_setiuservalue(L, 1, UV_INPUT);
+  fs_setiuservalue(L, 1, UV_INPUT);
 }
 
 /* Make the string at idx the input, after any unread rest of the old one.
@@ -65,7 +66,7 @@ static void set_input(lua_State *L, lparser *lp, int idx) {
   }
   drop_input(L, lp);
   s = lua_tolstring(L, -1, &len);
-  lua_setiuservalue(L, 1, UV_INPUT); /* anchors s */
+  fs_setiuservalue(L, 1, UV_INPUT); /* anchors s */
   sse_input_set(&lp->in, s, len);
   lp->has_input = 1;
   lp->gen++;
@@ -73,14 +74,14 @@ static void set_input(lua_State *L, lparser *lp, int idx) {
 
 static int raise_failure(lua_State *L, lparser *lp) {
   if (lp->p.failed == SSE_NOMEM) return luaL_error(L, "not enough memory");
-  fs_pusherror(L, "protocol",
-               "event or line larger than max_event_size (%I bytes)",
-               (lua_Integer)lp->p.max_size);
+  char max[32]; /* not %I: LuaJIT's lua_pushfstring stops at it */
+  snprintf(max, sizeof max, "%lu", (unsigned long)lp->p.max_size);
+  fs_pusherror(L, "protocol", "event or line larger than max_event_size (%s bytes)", max);
   return lua_error(L);
 }
 
 static void call_hook(lua_State *L, int uv, int nargs) {
-  lua_getiuservalue(L, 1, uv);
+  fs_getiuservalue(L, 1, uv);
   lua_insert(L, -1 - nargs);
   lua_call(L, nargs, 0);
 }
@@ -108,7 +109,7 @@ static void push_cached(lua_State *L, strcache *c, int i, sse_slice v) {
       (len == 0 || (c->ptr[i][0] == v.ptr[0] && memcmp(c->ptr[i], v.ptr, len) == 0))) {
     lua_pushvalue(L, c->slot[i]);
   } else {
-    c->ptr[i] = lua_pushlstring(L, v.ptr, v.len);
+    c->ptr[i] = fs_pushlstring(L, v.ptr, v.len);
     c->len[i] = v.len;
     lua_copy(L, -1, c->slot[i]);
   }
@@ -225,7 +226,7 @@ static int parser_close(lua_State *L) {
     lp->has_input = 0;
     sse_free(&lp->p);
     lua_pushnil(L);
-    lua_setiuservalue(L, 1, UV_INPUT);
+    fs_setiuservalue(L, 1, UV_INPUT);
   }
   return 0;
 }
@@ -265,7 +266,7 @@ static int parser_new(lua_State *L) {
   lua_settop(L, 4);
   if (!lua_isnil(L, 2)) flags |= SSE_WANT_RETRY;
   if (!lua_isnil(L, 3)) flags |= SSE_WANT_COMMENTS;
-  lp = (lparser *)lua_newuserdatauv(L, sizeof *lp, 3);
+  lp = (lparser *)fs_newuserdatauv(L, sizeof *lp, 3);
   memset(lp, 0, sizeof *lp);
   sse_init(&lp->p, (size_t)max, flags);
   luaL_setmetatable(L, PARSER_T);
@@ -275,9 +276,9 @@ static int parser_new(lua_State *L) {
     if (sse_set_last_id(&lp->p, id, len) != SSE_NEED_MORE) return luaL_error(L, "not enough memory");
   }
   lua_pushvalue(L, 2);
-  lua_setiuservalue(L, -2, UV_ONRETRY);
+  fs_setiuservalue(L, -2, UV_ONRETRY);
   lua_pushvalue(L, 3);
-  lua_setiuservalue(L, -2, UV_ONCOMMENT);
+  fs_setiuservalue(L, -2, UV_ONCOMMENT);
   return 1;
 }
 
@@ -306,4 +307,15 @@ void fs_parser_open(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, parser_new);
   lua_setfield(L, -2, "parser");
+}
+
+/* require "fetchstream.sse.core" -> errors and the parser, without curl:
+** what fetchstream.sse (lua/fetchstream/sse.lua) is built on. */
+LUAMOD_API int luaopen_fetchstream_sse_core(lua_State *L) {
+  lua_newtable(L);
+  lua_pushliteral(L, FETCHSTREAM_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  fs_error_open(L);
+  fs_parser_open(L);
+  return 1;
 }

@@ -167,7 +167,7 @@ static int start_transfer(lua_State *L, lstream *s, int sidx, int client_idx,
   if (!req.url || !req.method) fs_usage(L, "a request needs url and method");
   lua_getfield(L, req_idx, "body");
   if (lua_isstring(L, -1)) req.body = lua_tolstring(L, -1, &req.body_len);
-  lua_setiuservalue(L, sidx, UV_BODY); /* pins the body for curl */
+  fs_setiuservalue(L, sidx, UV_BODY); /* pins the body for curl */
   req.user_agent = opt_string(L, req_idx, "user_agent");
   req.proxy = opt_string(L, req_idx, "proxy");
   req.ca_file = opt_string(L, req_idx, "ca_file");
@@ -215,7 +215,7 @@ static int stream_start(lua_State *L) {
   s = fs_newobject(L, sizeof *s, 3, STREAM_T); /* 3: the stream */
   s->closed = 1; /* closed until start_transfer has an easy handle */
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, 3, UV_CLIENT);
+  fs_setiuservalue(L, 3, UV_CLIENT);
   if (start_transfer(L, s, 3, 1, 2) == 2) return 2;
   lua_settop(L, 3);
   return 1;
@@ -232,7 +232,7 @@ static int stream_restart(lua_State *L) {
   lua_settop(L, 2);
   if (!s->closed) fs_stream_free(&s->s);
   s->closed = 1;
-  lua_getiuservalue(L, 1, UV_CLIENT); /* 3 */
+  fs_getiuservalue(L, 1, UV_CLIENT); /* 3 */
   if (start_transfer(L, s, 1, 3, 2) == 2) return 2;
   lua_settop(L, 1);
   return 1;
@@ -337,7 +337,7 @@ static int stream_free(lua_State *L) {
     s->closed = 1;
     fs_stream_free(&s->s);
     lua_pushnil(L);
-    lua_setiuservalue(L, 1, UV_BODY);
+    fs_setiuservalue(L, 1, UV_BODY);
   }
   return 0;
 }

@@ -3,7 +3,7 @@
 -- the first bytes of what was not JSON, and integers for integral numbers.
 -- @module fetchstream.json
 
-local core = require "fetchstream.core"
+local core = require "fetchstream.sse.core" -- errors and the parser: no curl
 local cjson = require("cjson").new()
 
 local next, pcall, tostring, type = next, pcall, tostring, type

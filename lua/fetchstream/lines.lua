@@ -7,7 +7,7 @@
 --   local last, err = sp:finish()      -- a last line without LF, or nil
 -- @module fetchstream.lines
 
-local core = require "fetchstream.core"
+local core = require "fetchstream.sse.core" -- errors and the parser: no curl
 
 local setmetatable, table_concat = setmetatable, table.concat
 

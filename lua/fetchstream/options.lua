@@ -3,7 +3,7 @@
 -- value of the wrong type, raises a `usage` error object at once.
 -- @module fetchstream.options
 
-local core = require "fetchstream.core"
+local core = require "fetchstream.sse.core" -- errors and the parser: no curl
 
 local error, getmetatable, pairs, tostring, type =
   error, getmetatable, pairs, tostring, type

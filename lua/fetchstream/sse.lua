@@ -8,12 +8,15 @@
 --   for ev in p:feed(chunk) do ... end
 -- @module fetchstream.sse
 
-local core = require "fetchstream.core"
+local core = require "fetchstream.sse.core" -- errors and the parser: no curl
 local options = require "fetchstream.options"
-local json = require "fetchstream.json"
 local lines = require "fetchstream.lines"
 
-local error, tostring, type = error, tostring, type
+local error, require, tostring, type = error, require, tostring, type
+
+-- cjson only when JSON is wanted (ev:json(), ndjson): the parser alone needs
+-- nothing but this module's C core.
+local function json() return require "fetchstream.json" end
 
 local _M = {}
 
@@ -28,7 +31,7 @@ Event.__name = "fetchstream.Event"
 --- `ev:json()` decodes `ev.data` with cjson; `nil, err` (kind `protocol`)
 -- when it is not JSON. The message quotes the first bytes of the data.
 function Event.__index.json(ev)
-  return json.decode(ev.data, "event data")
+  return json().decode(ev.data, "event data")
 end
 
 -- The parser ---------------------------------------------------------------
@@ -138,7 +141,7 @@ function _M.ndjson(read, opts)
   return function()
     for line in next_line do
       lineno = lineno + 1
-      local value, err = json.ndjson_line(line, lineno)
+      local value, err = json().ndjson_line(line, lineno)
       if err then error(err, 0) end
       if value ~= nil then return value end
     end
