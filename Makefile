@@ -32,7 +32,7 @@ DEPS = lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted \
 export LUA_PATH = lua/?.lua;lua/?/init.lua;;
 export LUA_CPATH = $(BUILD)/?.so;;
 
-.PHONY: all deps test spec memcheck lint demo bench bench-parser bench-memory clean
+.PHONY: all deps test spec memcheck lint fuzz-seeds demo bench bench-parser bench-memory clean
 
 all: $(CORE)
 
@@ -61,7 +61,11 @@ memcheck: $(ASAN_CORE)
 	@sh scripts/run-specs.sh memcheck $(ASAN_BUILD)
 
 lint:
-	$(LUACHECK) -q lua spec bench examples bin/fetchstream types
+	$(LUACHECK) -q lua spec bench examples bin/fetchstream types fuzz
+
+# Rewrite fuzz/seeds from the cases of spec/parser_spec.lua.
+fuzz-seeds:
+	$(LUA) fuzz/seeds.lua fuzz/seeds
 
 demo: deps $(CORE)
 	$(LUA) examples/chat.lua
