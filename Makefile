@@ -1,4 +1,4 @@
-# fetchstream — make, make deps, make test, make demo, make bench.
+# fetchstream — make, make deps, make test, make demo, make bench, make fuzz.
 #
 # Every variable can be overridden: make LUA=lua5.4 CFLAGS=-O0 ...
 
@@ -17,22 +17,34 @@ CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS ?= $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 # Sanitizers for the memory check build.
 SANITIZE ?= -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# The fuzzer: clang's libFuzzer over src/sse.c alone, with ASan and UBSan.
+CLANG ?= clang
+FUZZ_SANITIZE ?= -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
+                 -fno-sanitize-recover=undefined
+# How long `make fuzz` runs (seconds).
+FUZZ_SECONDS ?= 600
+# FUZZ_QUIET=1: libFuzzer's output to $(FUZZ_BUILD)/fuzz.log, a summary line
+# only.
+FUZZ_QUIET ?=
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
 SOURCES = $(wildcard src/*.c)
 HEADERS = $(wildcard src/*.h)
 CORE = $(BUILD)/fetchstream/core.so
 ASAN_CORE = $(ASAN_BUILD)/fetchstream/core.so
+FUZZER = $(FUZZ_BUILD)/sse_fuzz
 
 # Debian packages the project needs (`make deps` installs the missing ones).
+# libclang-rt-14-dev holds libFuzzer; clang only recommends it.
 DEPS = lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted \
-       lua-socket lua-check pkg-config luarocks gcc make
+       lua-socket lua-check pkg-config luarocks gcc make clang libclang-rt-14-dev
 
 export LUA_PATH = lua/?.lua;lua/?/init.lua;;
 export LUA_CPATH = $(BUILD)/?.so;;
 
-.PHONY: all deps test spec memcheck lint fuzz-seeds demo bench bench-parser bench-memory clean
+.PHONY: all deps test spec memcheck lint fuzz fuzz-seeds demo bench bench-parser bench-memory clean
 
 all: $(CORE)
 
@@ -45,6 +57,10 @@ $(ASAN_CORE): $(SOURCES) $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(WARNINGS) -O1 -g $(SANITIZE) -fPIC -shared $(LUA_CFLAGS) \
 	  $(CURL_CFLAGS) -o $@ $(SOURCES) $(CURL_LIBS)
+
+$(FUZZER): fuzz/sse_fuzz.c src/sse.c src/sse.h
+	@mkdir -p $(@D)
+	$(CLANG) $(WARNINGS) -O1 -g $(FUZZ_SANITIZE) -Isrc -o $@ fuzz/sse_fuzz.c src/sse.c
 
 deps:
 	@sh scripts/deps.sh $(DEPS)
@@ -62,6 +78,12 @@ memcheck: $(ASAN_CORE)
 
 lint:
 	$(LUACHECK) -q lua spec bench examples bin/fetchstream types fuzz
+
+# libFuzzer on the SSE parser for FUZZ_SECONDS (fuzz/sse_fuzz.c says what it
+# checks), from the seeds in fuzz/seeds; the corpus it grows stays in
+# $(FUZZ_BUILD)/corpus, a failing input in $(FUZZ_BUILD)/crash-*.
+fuzz: deps $(FUZZER)
+	@sh scripts/fuzz.sh $(FUZZER) $(FUZZ_SECONDS) $(FUZZ_QUIET)
 
 # Rewrite fuzz/seeds from the cases of spec/parser_spec.lua.
 fuzz-seeds:
@@ -81,4 +103,4 @@ bench-memory: deps $(CORE)
 	$(LUA) bench/stream_memory.lua
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
