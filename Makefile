@@ -21,10 +21,11 @@ SANITIZE ?= -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 CLANG ?= clang
 FUZZ_SANITIZE ?= -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
                  -fno-sanitize-recover=undefined
-# How long `make fuzz` runs (seconds).
+# How long `make fuzz` runs, and the short run that is part of `make test`.
 FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 30
 # FUZZ_QUIET=1: libFuzzer's output to $(FUZZ_BUILD)/fuzz.log, a summary line
-# only.
+# only (make test sets it).
 FUZZ_QUIET ?=
 
 BUILD ?= build
@@ -65,10 +66,10 @@ $(FUZZER): fuzz/sse_fuzz.c src/sse.c src/sse.h
 deps:
 	@sh scripts/deps.sh $(DEPS)
 
-# Lint, the specs, then the specs again under ASan+UBSan. The last line
-# printed is the total, "total: N passed, N failed".
+# Lint, the specs, the specs again under ASan+UBSan, then a short fuzz run.
+# The last line printed is the total, "total: N passed, N failed".
 test: deps $(CORE) $(ASAN_CORE)
-	@sh scripts/test.sh
+	@FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) sh scripts/test.sh
 
 spec: $(CORE)
 	@sh scripts/run-specs.sh specs $(BUILD)
