@@ -1,4 +1,4 @@
-# fetchstream — make, make deps, make test, make demo, make bench.
+# fetchstream — make, make deps, make test, make demo, make bench, make fuzz.
 #
 # Every variable can be overridden: make LUA=lua5.4 CFLAGS=-O0 ...
 
@@ -20,6 +20,16 @@ CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS ?= $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 # Sanitizers for the memory check build.
 SANITIZE ?= -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# The fuzzer: clang's libFuzzer over src/sse.c alone, with ASan and UBSan.
+CLANG ?= clang
+FUZZ_SANITIZE ?= -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
+                 -fno-sanitize-recover=undefined
+# How long `make fuzz` runs, and the short run that is part of `make test`.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 30
+# FUZZ_QUIET=1: libFuzzer's output to $(FUZZ_BUILD)/fuzz.log, a summary line
+# only (make test sets it).
+FUZZ_QUIET ?=
 
 # Three builds of the same sources, each with both modules:
 # fetchstream/core.so (on libcurl) and fetchstream/sse/core.so (the parser
@@ -27,6 +37,7 @@ SANITIZE ?= -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 LUAJIT_BUILD ?= build-luajit
+FUZZ_BUILD ?= build-fuzz
 SOURCES = $(wildcard src/*.c)
 SSE_SOURCES = src/sse.c src/lsse.c src/lfetchstream.c
 HEADERS = $(wildcard src/*.h)
@@ -38,16 +49,18 @@ LUAJIT_CORE = $(addprefix $(LUAJIT_BUILD)/,$(MODULES))
 # A build directory's compiler flags and Lua headers follow from its name.
 build_flags = $(if $(findstring asan,$1),-O1 -g $(SANITIZE),$(CFLAGS))
 lua_headers = $(if $(findstring luajit,$1),$(LUAJIT_CFLAGS),$(LUA_CFLAGS))
+FUZZER = $(FUZZ_BUILD)/sse_fuzz
 
 # Debian packages the project needs (`make deps` installs the missing ones).
+# libclang-rt-14-dev holds libFuzzer; clang only recommends it.
 DEPS = lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted \
-       lua-socket lua-check pkg-config luarocks gcc make \
+       lua-socket lua-check pkg-config luarocks gcc make clang libclang-rt-14-dev \
        luajit2 libluajit2-5.1-dev
 
 export LUA_PATH = lua/?.lua;lua/?/init.lua;;
 export LUA_CPATH = $(BUILD)/?.so;;
 
-.PHONY: all luajit deps test spec memcheck lint demo bench bench-parser bench-memory clean
+.PHONY: all luajit deps test spec memcheck lint fuzz fuzz-seeds demo bench bench-parser bench-memory clean
 
 all: $(CORE)
 
@@ -63,13 +76,17 @@ luajit: $(LUAJIT_CORE)
 	$(CC) $(WARNINGS) $(call build_flags,$*) -fPIC -shared $(call lua_headers,$*) \
 	  -o $@ $(SSE_SOURCES)
 
+$(FUZZER): fuzz/sse_fuzz.c src/sse.c src/sse.h
+	@mkdir -p $(@D)
+	$(CLANG) $(WARNINGS) -O1 -g $(FUZZ_SANITIZE) -Isrc -o $@ fuzz/sse_fuzz.c src/sse.c
+
 deps:
 	@sh scripts/deps.sh $(DEPS)
 
-# Lint, the specs, then the specs again under ASan+UBSan. The last line
-# printed is the total, "total: N passed, N failed".
+# Lint, the specs, the specs again under ASan+UBSan, then a short fuzz run.
+# The last line printed is the total, "total: N passed, N failed".
 test: deps $(CORE) $(ASAN_CORE)
-	@sh scripts/test.sh
+	@FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) sh scripts/test.sh
 
 spec: $(CORE)
 	@sh scripts/run-specs.sh specs $(BUILD)
@@ -78,8 +95,18 @@ memcheck: $(ASAN_CORE)
 	@sh scripts/run-specs.sh memcheck $(ASAN_BUILD)
 
 lint:
-	$(LUACHECK) -q lua spec bench examples bin/fetchstream types
+	$(LUACHECK) -q lua spec bench examples bin/fetchstream types fuzz
 	$(LUACHECK) -q --std luajit lua bin/fetchstream examples  # the subset LuaJIT shares
+
+# libFuzzer on the SSE parser for FUZZ_SECONDS (fuzz/sse_fuzz.c says what it
+# checks), from the seeds in fuzz/seeds; the corpus it grows stays in
+# $(FUZZ_BUILD)/corpus, a failing input in $(FUZZ_BUILD)/crash-*.
+fuzz: deps $(FUZZER)
+	@sh scripts/fuzz.sh $(FUZZER) $(FUZZ_SECONDS) $(FUZZ_QUIET)
+
+# Rewrite fuzz/seeds from the cases of spec/parser_spec.lua.
+fuzz-seeds:
+	$(LUA) fuzz/seeds.lua fuzz/seeds
 
 demo: deps $(CORE)
 	$(LUA) examples/chat.lua
@@ -95,4 +122,4 @@ bench-memory: deps $(CORE)
 	$(LUA) bench/stream_memory.lua
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(LUAJIT_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(LUAJIT_BUILD) $(FUZZ_BUILD)
