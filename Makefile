@@ -55,7 +55,7 @@ FUZZER = $(FUZZ_BUILD)/sse_fuzz
 # libclang-rt-14-dev holds libFuzzer; clang only recommends it.
 DEPS = lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted \
        lua-socket lua-check pkg-config luarocks gcc make clang libclang-rt-14-dev \
-       luajit2 libluajit2-5.1-dev
+       luajit2 libluajit2-5.1-dev neovim libnginx-mod-http-lua nginx-core curl
 
 export LUA_PATH = lua/?.lua;lua/?/init.lua;;
 export LUA_CPATH = $(BUILD)/?.so;;

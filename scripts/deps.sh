@@ -14,4 +14,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as nginx start their service when installed; the specs start
+# their own, on 127.0.0.1: a policy-rc.d that refuses keeps the stock one off.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -73,6 +73,15 @@ function h.build_for_children()
   assert(ok, "cannot build the modules in build/")
 end
 
+--- The checkout's root, absolute (specs run from it).
+h.ROOT = os.getenv("PWD") or "."
+
+--- Hosts that embed LuaJIT (Neovim, nginx) load build-luajit/: build it.
+function h.build_luajit()
+  local ok = os.execute("env -u LD_PRELOAD make -s luajit >/dev/null 2>&1")
+  assert(ok, "cannot build the modules in build-luajit/ (make luajit)")
+end
+
 --- A whole file's bytes.
 function h.read(path)
   local f = assert(io.open(path, "rb"))
