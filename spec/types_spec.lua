@@ -449,3 +449,17 @@ describe("types/fetchstream.lua", function()
     assert.is_true(reasons.done and reasons.aborted)
   end)
 end)
+
+describe("types/fetchstream/sse.lua", function()
+  it("types every function and field fetchstream.sse exports", function()
+    local sse = require "fetchstream.sse"
+    local text = read("types/fetchstream/sse.lua")
+    assert.is_truthy(text:find("^%-%-%-@meta fetchstream%.sse\n"), "not a ---@meta fetchstream.sse file")
+    for name, value in pairs(sse) do
+      local typed = type(value) == "function" and text:find("\nfunction sse%." .. name .. "%(")
+        or text:find("\nsse%." .. name .. " = ")
+      assert.is_truthy(typed, "fetchstream.sse." .. name .. " is not typed")
+    end
+  end)
+end)
+
