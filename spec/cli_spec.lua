@@ -2,9 +2,10 @@
 -- request its options make (seen through the stub server's /echo), its exit
 -- codes and messages, and how it ends when stdout's reader goes away.
 --
--- The tool runs as a subprocess with the module from build/ (never under the
--- ASan preload of `make memcheck`: the shell that runs it is replaced at once
--- by `env -u LD_PRELOAD`).
+-- The tool runs as a subprocess under the interpreter of this pass (lua5.4,
+-- or luajit in the LuaJIT pass: h.lua()) with the module from its build
+-- directory, build/ or build-luajit/ (never under the ASan preload of `make
+-- memcheck`: the shell that runs it is replaced at once by `env -u LD_PRELOAD`).
 
 local stub = require "spec.server"
 local h = require "spec.helpers"
@@ -64,7 +65,7 @@ local function cli(args, opts)
   for i, a in ipairs(args) do words[i] = q(a) end
   local env = ENV
   if opts.sigpipe == "default" then env = "env --default-signal=PIPE " .. env end
-  local cmd = (opts.prefix or env .. "lua5.4 bin/fetchstream") .. " " .. table.concat(words, " ")
+  local cmd = (opts.prefix or env .. h.lua() .. " bin/fetchstream") .. " " .. table.concat(words, " ")
   if opts.stdin then
     local inf = tmp()
     write(inf, opts.stdin)
@@ -401,7 +402,7 @@ describe("fetchstream (CLI) usage", function()
     local root = assert(io.popen("pwd")):read("l")
     local r = cli({ url("/count?n=1") }, {
       prefix = ("cd / && env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 "
-        .. "lua5.4 %s"):format(q(root .. "/bin/fetchstream")),
+        .. "%s %s"):format(h.lua(), q(root .. "/bin/fetchstream")),
     })
     assert.are.equal(0, r.code, r.err)
     assert.are.equal("id: 1\n1\n", r.out)

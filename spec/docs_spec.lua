@@ -25,7 +25,7 @@ end
 local function exists(path)
   local f = io.open(path, "r")
   if f then f:close() return true end
-  return os.execute("test -e '" .. path .. "'") == true
+  return h.execute("test -e '" .. path .. "'") == true
 end
 
 describe("the README and types/", function()

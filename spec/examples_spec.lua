@@ -2,10 +2,13 @@
 -- as a reader would run it, and its output is checked.
 --
 -- The examples start the bundled stub server themselves when no real API is
--- configured, so the API variables are cleared for them. They load the module
--- from build/ through examples/paths.lua, with no LUA_PATH set (never under
--- the ASan preload of `make memcheck`: `env -u LD_PRELOAD` comes first). A few runs point an example's environment
--- variables at this spec's own stub instead, to check that path too.
+-- configured, so the API variables are cleared for them. They run under the
+-- interpreter of this pass (lua5.4, or luajit in the LuaJIT pass: h.lua())
+-- and load the module from its build directory (build/ or build-luajit/)
+-- through examples/paths.lua, with no LUA_PATH set (never under the ASan
+-- preload of `make memcheck`: `env -u LD_PRELOAD` comes first). A few runs
+-- point an example's environment variables at this spec's own stub instead,
+-- to check that path too.
 
 local stub = require "spec.server"
 local h = require "spec.helpers"
@@ -47,10 +50,10 @@ local ENV = h.child_env({
 local function example(name, args, env)
   local words = { ENV }
   for k, v in pairs(env or {}) do words[#words + 1] = k .. "=" .. q(v) end
-  words[#words + 1] = "timeout 30 lua5.4 examples/" .. name .. ".lua"
+  words[#words + 1] = "timeout 30 " .. h.lua() .. " examples/" .. name .. ".lua"
   for _, a in ipairs(args or {}) do words[#words + 1] = q(a) end
   local outf, errf = os.tmpname(), os.tmpname()
-  local _, _, code = os.execute(table.concat(words, " ") .. " </dev/null >" .. q(outf) .. " 2>" .. q(errf))
+  local _, _, code = h.execute(table.concat(words, " ") .. " </dev/null >" .. q(outf) .. " 2>" .. q(errf))
   return { code = code, out = slurp(outf), err = slurp(errf) }
 end
 

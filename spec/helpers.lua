@@ -51,7 +51,20 @@ function h.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
---- The `env ...` prefix a child lua5.4 (the CLI, an example) runs under:
+--- The interpreter this spec process runs under, for the children it starts
+-- (the CLI, the examples, scripts): "luajit" in the LuaJIT pass (`luajit
+-- /usr/bin/busted`), else "lua5.4". Never plain `lua`: it may be Lua 5.1.
+function h.lua()
+  return rawget(_G, "jit") and "luajit" or "lua5.4"
+end
+
+--- The build directory holding the modules for h.lua()'s ABI: build-luajit/
+-- (the Lua 5.1 ABI) or build/. Children never load the ASan build.
+function h.build_dir()
+  return h.lua() == "luajit" and "build-luajit" or "build"
+end
+
+--- The `env ...` prefix a child h.lua() (the CLI, an example) runs under:
 -- the module from the checkout (`no_paths`: no LUA_PATH or LUA_CPATH at
 -- all), no sanitizer runtime (the ASan pass preloads it here), and the
 -- variables named in `unset` removed.
@@ -61,16 +74,34 @@ function h.child_env(unset, no_paths)
   if no_paths then
     words[#words + 1] = "-u LUA_PATH -u LUA_CPATH"
   else
-    words[#words + 1] = "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'"
+    words[#words + 1] = ("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s/?.so;;'"):format(h.build_dir())
   end
   return table.concat(words, " ")
 end
 
---- Children load the modules in build/: make sure they are there and
--- current (a no-op after `make`; `make memcheck` alone builds only build-asan).
+--- os.execute(cmd) as Lua 5.4 reports it, on both ABIs: true when the
+-- command exited with status 0 (else nil), "exit" or "signal", and the exit
+-- status or signal number. LuaJIT returns wait()'s raw status instead.
+function h.execute(cmd)
+  local ok, how, code = os.execute(cmd)
+  if type(ok) == "number" then
+    if ok % 256 == 0 then
+      how, code = "exit", math.floor(ok / 256)
+    else
+      how, code = "signal", ok % 128
+    end
+    ok = how == "exit" and code == 0 or nil
+  end
+  return ok, how, code
+end
+
+--- Children load the modules in h.build_dir(): make sure they are there and
+-- current (a no-op after `make` / `make luajit`; `make memcheck` alone builds
+-- only build-asan).
 function h.build_for_children()
-  local ok = os.execute("env -u LD_PRELOAD make -s all >/dev/null 2>&1")
-  assert(ok, "cannot build the modules in build/")
+  local target = h.lua() == "luajit" and "luajit" or "all"
+  local ok = h.execute("env -u LD_PRELOAD make -s " .. target .. " >/dev/null 2>&1")
+  assert(ok, "cannot build the modules in " .. h.build_dir() .. "/")
 end
 
 --- The checkout's root, absolute (specs run from it).

@@ -224,8 +224,8 @@ describe("proxy = false", function()
       local s, err = fetch.open(%q, { proxy = %s })
       io.write(s and "ok" or err.kind)
     ]]):format(srv:url("/count?n=1"), opt)
-    local cmd = ("%s http_proxy=http://127.0.0.1:%d lua5.4 -e %s 2>&1"):format(
-      h.child_env(), h.free_port(), h.shell_quote(script))
+    local cmd = ("%s http_proxy=http://127.0.0.1:%d %s -e %s 2>&1"):format(
+      h.child_env(), h.free_port(), h.lua(), h.shell_quote(script))
     local p = io.popen(cmd)
     local out = p:read("a")
     p:close()
@@ -396,9 +396,10 @@ describe("a client that goes away", function()
 end)
 
 describe("Ctrl-C", function()
-  -- A child lua5.4 sends itself SIGINT while `code` waits: lua.c turns it into
-  -- an "interrupted!" error (once per chunk: a second SIGINT would kill the
-  -- process, as lua.c wants). `code` catches it and carries on.
+  -- A child h.lua() sends itself SIGINT while `code` waits: lua.c (and
+  -- luajit.c) turns it into an "interrupted!" error (once per chunk: a
+  -- second SIGINT would kill the process, as lua.c wants). `code` catches it
+  -- and carries on.
   local function interrupted(code, ...)
     h.build_for_children()
     local script = ([[
@@ -409,7 +410,7 @@ describe("Ctrl-C", function()
         io.write(tostring(ok), " ", tostring(err):match("interrupted!") or tostring(err), "\n")
       end
     ]] .. code):format(...)
-    local p = io.popen(("%s lua5.4 -e %s 2>&1"):format(h.child_env(), h.shell_quote(script)))
+    local p = io.popen(("%s %s -e %s 2>&1"):format(h.child_env(), h.lua(), h.shell_quote(script)))
     local out = p:read("a")
     p:close()
     return out

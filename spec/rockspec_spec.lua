@@ -64,7 +64,7 @@ describe("fetchstream-scm-1.rockspec", function()
       local f = assert(io.open(config, "w"))
       f:write(abi.config or "")
       f:close()
-      local ok = os.execute(("env -u LD_PRELOAD %s luarocks --lua-version %s --tree %s make --deps-mode=none "
+      local ok = h.execute(("env -u LD_PRELOAD %s luarocks --lua-version %s --tree %s make --deps-mode=none "
         .. "fetchstream-scm-1.rockspec >%s 2>&1"):format(abi.config and "LUAROCKS_CONFIG=" .. config or "",
           abi.version, tree, log))
       assert(ok, read(log))
