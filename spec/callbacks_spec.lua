@@ -302,9 +302,10 @@ describe("onretry and oncomment", function()
     assert.matches("hello there", comments[1])
 
     local r2 = {}
-    local s <close> = assert(fetch.open(srv:url("/count?n=2&retry=700"), {
+    local s = assert(fetch.open(srv:url("/count?n=2&retry=700"), {
       onretry = function(ms) r2[#r2 + 1] = ms end,
     }))
+    finally(function() s:close() end)
     for _ in s:events() do end
     assert.are.same({ 700 }, r2)
   end)

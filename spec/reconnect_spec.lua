@@ -139,8 +139,9 @@ describe("reconnect: a dropping /feed", function()
 
   it("with fetch.open and s:next", function()
     local t = tag("open")
-    local s <close> = assert(fetch.open(srv:url("/feed?n=5&drop_after=2&tag=" .. t),
+    local s = assert(fetch.open(srv:url("/feed?n=5&drop_after=2&tag=" .. t),
       { reconnect = { delay = 0.02 } }))
+    finally(function() s:close() end)
     assert.are.equal(200, s.status)
     local got = {}
     while true do

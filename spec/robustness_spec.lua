@@ -107,12 +107,14 @@ describe("numbers of seconds", function()
   end)
 
   it("must be finite for s:next and run (NaN spun at 100% CPU)", function()
-    local s <close> = assert(fetch.open(srv:url("/count?n=1")))
+    local s = assert(fetch.open(srv:url("/count?n=1")))
+    local c
+    finally(function() s:close() if c then c:close() end end)
     for _, v in ipairs { NAN, INF, -INF, -1, "1" } do
       raises("usage", s.next, s, v)
     end
     assert.are.equal("1", s:next(0.0 + 5).data)
-    local c <close> = fetch.client()
+    c = fetch.client()
     for _, v in ipairs { NAN, INF, -1 } do
       raises("usage", c.run, c, v)
       raises("usage", fetch.run, v)
@@ -161,7 +163,8 @@ describe("a pull loop inside a callback", function()
 
   it("over a stream opened earlier is a usage error too", function()
     local outer_err
-    local s <close> = assert(fetch.open(srv:url("/count?n=2")))
+    local s = assert(fetch.open(srv:url("/count?n=2")))
+    finally(function() s:close() end)
     fetch.stream(srv:url("/count?n=1"), {
       onmessage = function()
         outer_err = select(2, pcall(function() for _ in s:events() do end end))
@@ -276,7 +279,8 @@ describe("errors name their request", function()
     local _, err = fetch.open(with .. "/status/401")
     assert.are.equal(without .. "/status/401", err.url)
     assert.is_nil(tostring(err):find("s3cret", 1, true))
-    local s <close> = assert(fetch.open(with .. "/redirect?to=" .. h.enc("/count?n=1")))
+    local s = assert(fetch.open(with .. "/redirect?to=" .. h.enc("/count?n=1")))
+    finally(function() s:close() end)
     assert.are.equal(without .. "/count?n=1", s.url)
     _, err = fetch.open("http://bob:pw@127.0.0.1:" .. h.free_port() .. "/")
     assert.is_nil(err.url:find("pw", 1, true))
@@ -287,10 +291,11 @@ end)
 describe("onreconnect", function()
   it("fires before each wait with attempt, error and delay; s.reconnects starts at 0", function()
     local infos, seen_s = {}, {}
-    local s <close> = assert(fetch.open(srv:url("/feed?n=3&drop_after=1&tag=" .. tag("rc")), {
+    local s = assert(fetch.open(srv:url("/feed?n=3&drop_after=1&tag=" .. tag("rc")), {
       reconnect = { delay = 0.01 },
       onreconnect = function(info, st) infos[#infos + 1] = info; seen_s[#seen_s + 1] = st end,
     }))
+    finally(function() s:close() end)
     assert.are.equal(0, s.reconnects)
     local got = {}
     for ev in s:events() do got[#got + 1] = ev.data end
@@ -312,10 +317,11 @@ describe("onreconnect", function()
 
   it("shows a 429 that fetch.open waits out", function()
     local infos = {}
-    local s <close> = assert(fetch.open(srv:url("/flaky?status=429&retry_after=0&tag=" .. tag("429")), {
+    local s = assert(fetch.open(srv:url("/flaky?status=429&retry_after=0&tag=" .. tag("429")), {
       reconnect = { delay = 0.01 },
       onreconnect = function(info) infos[#infos + 1] = info end,
     }))
+    finally(function() s:close() end)
     assert.are.equal(200, s.status)
     assert.are.equal(1, #infos)
     assert.are.equal(429, infos[1].error.status)
