@@ -283,7 +283,7 @@ describe("onretry and oncomment", function()
       })
       assert.is_true(c:run(5))
       assert.are.same({ 1500, 250 }, retries)
-      assert.are.equal("integer", math.type(retries[1]))
+      if math.type then assert.are.equal("integer", math.type(retries[1])) end -- 5.4: no 1500.0
       assert.are.equal(2, #comments)
       assert.matches("hello there", comments[1])
       assert.are.same({ "x" }, events)

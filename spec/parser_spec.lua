@@ -36,7 +36,8 @@ local function evrepr(data, event, id)
 end
 
 local function retryrepr(ms)
-  return string.format("retry(%s %s)", tostring(ms), math.type(ms) or type(ms))
+  -- Lua 5.4 tells integers from floats; LuaJIT has one number type
+  return string.format("retry(%s %s)", tostring(ms), math.type and math.type(ms) or type(ms))
 end
 
 local function commentrepr(text)
@@ -96,7 +97,8 @@ local function model(input)
       if not value:find("\0", 1, true) then idbuf = value end
     elseif field == "retry" then
       if value:find("^[0-9]+$") then
-        retry = math.tointeger(tonumber(value))
+        retry = tonumber(value)
+        if math.tointeger then retry = math.tointeger(retry) end -- nil past 2^63 (5.4)
         add(pos, "retry", retryrepr(retry), retry)
       end
     end
@@ -118,8 +120,10 @@ end
 local function rng(seed)
   local state = seed
   return function(lo, hi)
-    state = (state * 1103515245 + 12345) % 2147483648
-    return lo + (state // 65536) % (hi - lo + 1)
+    -- state * 1103515245 mod 2^31 in two halves of the multiplier, so that
+    -- every product stays below 2^53: exact on 5.4 and on LuaJIT's doubles.
+    state = (state * 20077 + (state * 16838 % 32768) * 65536 + 12345) % 2147483648
+    return lo + math.floor(state / 65536) % (hi - lo + 1)
   end
 end
 
@@ -823,9 +827,11 @@ describe("fetch.parser", function()
         assert.is_nil(p.retry)
         f(p, "retry: 1500\n")
         assert.are.equal(1500, p.retry, name)
-        assert.are.equal("integer", math.type(p.retry), name)
         assert.are.same({ 1500 }, calls, name)
-        assert.are.equal("integer", math.type(calls[1]), name)
+        if math.type then -- Lua 5.4's subtype; LuaJIT has one number type
+          assert.are.equal("integer", math.type(p.retry), name)
+          assert.are.equal("integer", math.type(calls[1]), name)
+        end
       end
     end)
 
@@ -890,7 +896,11 @@ describe("fetch.parser", function()
       -- whatever it decides about the value, the parser must survive and keep parsing
       assert.is_true(ok)
       assert.are.same({ E"y" }, iter_events(p, "data: y\n\n"))
-      assert.is_true(p.retry == nil or math.type(p.retry) == "integer")
+      if math.type then
+        assert.is_true(p.retry == nil or math.type(p.retry) == "integer")
+      else -- LuaJIT has one number type: a whole number
+        assert.is_true(p.retry == nil or p.retry == math.floor(p.retry))
+      end
     end)
   end)
 
