@@ -247,12 +247,33 @@ describe("fetch.ndjson", function()
     assert.are.equal(405, err3 and err3.status)
   end)
 
-  it("break aborts the transfer", function()
+  it("break aborts the transfer #lua54", function()
     local t = tag("break")
     local values, s = values_of(srv:url("/api/chat?delay=50&tag=" .. t), { json = REQ }, 2)
     assert.are.equal(2, #values)
     assert.are.equal("aborted", s.reason)
     assert.is_true((srv:wait_closed(t, 3)), "the server did not see the client go")
+  end)
+
+  -- Without a closing value (LuaJIT) a loop left by break leaves its stream
+  -- running until it is closed or collected.
+  it("a loop left by break: s:close() aborts the transfer, and so does dropping the stream", function()
+    local t1, t2 = tag("break-close"), tag("break-drop")
+    local values, s = values_of(srv:url("/api/chat?delay=50&tag=" .. t1), { json = REQ }, 2)
+    assert.are.equal(2, #values)
+    s:close()
+    assert.are.equal("aborted", s.reason)
+    assert.is_true((srv:wait_closed(t1, 3)), "the server did not see the client go")
+    local weak = setmetatable({}, { __mode = "k" })
+    local function dropped() -- a function of its own: nothing stays on this stack
+      local _, st = values_of(srv:url("/api/chat?delay=50&tag=" .. t2), { json = REQ }, 2)
+      weak[st] = true
+    end
+    dropped()
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak), "the stream was not collected")
+    assert.is_true((srv:wait_closed(t2, 3)), "the server did not see the client go")
   end)
 
   it("a line larger than max_event_size is a protocol error", function()

@@ -9,6 +9,10 @@
 -- server's /feed, /flaky, /status, /count, /forever and /stall routes. Delays
 -- are kept to tens of milliseconds; timing checks are lower bounds, upper
 -- bounds only where back-off would be far larger.
+--
+-- Cases tagged #lua54 need Lua 5.4's closing value (a break closes the stream
+-- at once); the LuaJIT pass skips them (see .busted), and both ABIs run their
+-- counterparts with fetch.each, s:close() and a dropped stream.
 
 local fetch = require "fetchstream"
 local h = require "spec.helpers"
@@ -174,7 +178,7 @@ describe("reconnect: a dropping /feed", function()
     assert.are.same({ "", "3", "6", "9", "10" }, srv:log(t).last_event_ids)
   end)
 
-  it("a normal end reconnects too (resume=1 on /count continues from Last-Event-ID)", function()
+  it("a normal end reconnects too (resume=1 on /count continues from Last-Event-ID) #lua54", function()
     local t = tag("count")
     local evs, s, err = read_events(srv:url("/count?n=2&resume=1&tag=" .. t),
       { reconnect = { delay = 0.02 } }, 6)
@@ -182,6 +186,20 @@ describe("reconnect: a dropping /feed", function()
     assert.are.same(range(1, 6), ids(evs))
     assert.are.equal(2, s.reconnects)
     assert.are.equal("aborted", s.reason) -- the break
+    assert.are.equal(3, srv:log(t).requests)
+  end)
+
+  it("a normal end reconnects too, in fetch.each stopped after 6 events", function()
+    local t = tag("count-each")
+    local evs, stream = {}, nil
+    assert.is_true(fetch.each(srv:url("/count?n=2&resume=1&tag=" .. t), { reconnect = { delay = 0.02 } },
+      function(ev, s)
+        evs[#evs + 1], stream = ev, s
+        if #evs == 6 then return false end
+      end))
+    assert.are.same(range(1, 6), ids(evs))
+    assert.are.equal(2, stream.reconnects)
+    assert.are.equal("aborted", stream.reason) -- returning false
     assert.are.equal(3, srv:log(t).requests)
   end)
 end)
@@ -471,7 +489,7 @@ describe("reconnect: timeouts", function()
 end)
 
 describe("reconnect: never after", function()
-  it("a break", function()
+  it("a break #lua54", function()
     local t = tag("break")
     local evs, s = read_events(srv:url("/forever?interval=20&tag=" .. t), { reconnect = { delay = 0.01 } }, 2)
     assert.are.equal(2, #evs)
@@ -479,6 +497,32 @@ describe("reconnect: never after", function()
     assert.is_true((srv:wait_closed(t, 3)))
     idle(0.08)
     assert.are.equal(1, srv:log(t).requests)
+  end)
+
+  it("fetch.each's function returning false, a break then s:close(), a break then a drop", function()
+    local ts = { tag("each-false"), tag("break-close"), tag("break-drop") }
+    local opts = { reconnect = { delay = 0.01 } }
+    local n = 0
+    assert.is_true(fetch.each(srv:url("/forever?interval=20&tag=" .. ts[1]), opts, function()
+      n = n + 1
+      if n == 2 then return false end
+    end))
+    local evs, s = read_events(srv:url("/forever?interval=20&tag=" .. ts[2]), opts, 2)
+    s:close()
+    assert.are.equal(2, #evs)
+    assert.are.equal("aborted", s.reason)
+    local weak = setmetatable({}, { __mode = "k" })
+    local function dropped() -- a function of its own: nothing stays on this stack
+      local _, st = read_events(srv:url("/forever?interval=20&tag=" .. ts[3]), opts, 2)
+      weak[st] = true
+    end
+    dropped()
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak), "the stream was not collected")
+    for _, t in ipairs(ts) do assert.is_true((srv:wait_closed(t, 3)), t) end
+    idle(0.08)
+    for _, t in ipairs(ts) do assert.are.equal(1, srv:log(t).requests, t) end
   end)
 
   it("abort() from a callback: onabort once, no reconnection", function()
