@@ -60,7 +60,7 @@ DEPS = lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted \
 export LUA_PATH = lua/?.lua;lua/?/init.lua;;
 export LUA_CPATH = $(BUILD)/?.so;;
 
-.PHONY: all luajit deps test spec memcheck lint fuzz fuzz-seeds demo bench bench-parser bench-memory clean
+.PHONY: all luajit deps test spec spec-luajit memcheck lint fuzz fuzz-seeds demo bench bench-parser bench-memory clean
 
 all: $(CORE)
 
@@ -83,13 +83,20 @@ $(FUZZER): fuzz/sse_fuzz.c src/sse.c src/sse.h
 deps:
 	@sh scripts/deps.sh $(DEPS)
 
-# Lint, the specs, the specs again under ASan+UBSan, then a short fuzz run.
-# The last line printed is the total, "total: N passed, N failed".
-test: deps $(CORE) $(ASAN_CORE)
-	@FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) sh scripts/test.sh
+# Lint, the specs, the specs under LuaJIT, the specs again under ASan+UBSan,
+# then a short fuzz run. The last line printed is the total,
+# "total: N passed, N failed".
+test: deps $(CORE) $(LUAJIT_CORE) $(ASAN_CORE)
+	@FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) BUILD=$(BUILD) LUAJIT=$(LUAJIT) \
+	  LUAJIT_BUILD=$(LUAJIT_BUILD) ASAN_BUILD=$(ASAN_BUILD) sh scripts/test.sh
 
 spec: $(CORE)
 	@sh scripts/run-specs.sh specs $(BUILD)
+
+# The specs under LuaJIT against build-luajit/ (.busted leaves out what only
+# Lua 5.4 has: *_lua54_spec.lua and the cases tagged #lua54).
+spec-luajit: $(LUAJIT_CORE)
+	@LUA=$(LUAJIT) sh scripts/run-specs.sh specs-luajit $(LUAJIT_BUILD)
 
 memcheck: $(ASAN_CORE)
 	@sh scripts/run-specs.sh memcheck $(ASAN_BUILD)

@@ -1,9 +1,10 @@
 #!/bin/sh
 # run-specs.sh NAME BUILD_DIR [busted args...]
-# Runs the busted specs against the module in BUILD_DIR and prints
-# "NAME: N passed, N failed". Counts go to $COUNTS_FILE when it is set.
-# For an ASan build (BUILD_DIR named *asan*) the sanitizer runtime is
-# preloaded into the stock interpreter.
+# Runs the busted specs under $LUA (default lua5.4; LUA=luajit for the LuaJIT
+# pass, which .busted trims to what LuaJIT has) against the module in
+# BUILD_DIR and prints "NAME: N passed, N failed". Counts go to $COUNTS_FILE
+# when it is set. For an ASan build (BUILD_DIR named *asan*) the sanitizer
+# runtime is preloaded into the stock interpreter.
 name=$1; dir=$2; shift 2
 LUA=${LUA:-lua5.4}
 out=$(mktemp)
