@@ -109,7 +109,7 @@ h.ROOT = os.getenv("PWD") or "."
 
 --- Hosts that embed LuaJIT (Neovim, nginx) load build-luajit/: build it.
 function h.build_luajit()
-  local ok = os.execute("env -u LD_PRELOAD make -s luajit >/dev/null 2>&1")
+  local ok = h.execute("env -u LD_PRELOAD make -s luajit >/dev/null 2>&1")
   assert(ok, "cannot build the modules in build-luajit/ (make luajit)")
 end
 

@@ -30,7 +30,7 @@ setup(function()
   port = h.free_port()
   prefix = os.tmpname()
   os.remove(prefix)
-  assert(os.execute("mkdir -p " .. prefix .. "/tmp"))
+  assert(h.execute("mkdir -p " .. prefix .. "/tmp"))
   local conf = h.read("spec/hosts/nginx.conf"):gsub("@(%u+)@", {
     PREFIX = prefix, ROOT = h.ROOT, BUILD = h.ROOT .. "/build-luajit",
     PORT = tostring(port), UPSTREAM = tostring(srv.port),
