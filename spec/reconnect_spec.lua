@@ -275,6 +275,31 @@ describe("reconnect: the reconnection time", function()
     assert.are.equal(5, srv:log(t).requests)
   end)
 
+  it("the jitter differs between processes (LuaJIT's math.random starts the same in each)", function()
+    h.build_for_children()
+    -- A child that reconnects once to a refused port: the delay it would wait.
+    local script = ([[
+      local fetch = require "fetchstream"
+      fetch.stream(%q, {
+        reconnect = { delay = 1, retries = 1 },
+        onreconnect = function(info, s) io.write(("%%.17g"):format(info.delay)); s:abort() end,
+        onmessage = function() end, onabort = function() end, onerror = function() end,
+      })
+      fetch.run(5)
+    ]]):format("http://127.0.0.1:" .. free_port() .. "/")
+    local delays = {}
+    for i = 1, 3 do
+      local p = io.popen(("%s %s -e %s 2>&1"):format(h.child_env(), h.lua(), h.shell_quote(script)))
+      delays[i] = p:read("a")
+      p:close()
+      local d = tonumber(delays[i])
+      assert.is_truthy(d, delays[i])
+      assert.is_true(d >= 1 and d <= 1.2, delays[i]) -- 1 s with up to 20% jitter
+    end
+    assert.is_false(delays[1] == delays[2] and delays[2] == delays[3],
+      "three processes waited exactly " .. delays[1] .. " s: no jitter between them")
+  end)
+
   it("the back-off is capped at max_delay", function()
     local t = tag("cap")
     local s = fetch.stream(srv:url("/feed?drop_after=0&tag=" .. t), {

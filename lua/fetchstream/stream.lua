@@ -163,6 +163,24 @@ end
 
 -- Reconnection (EventSource's rules; off unless the reconnect option is set)
 
+-- The jitter of reconnection delays must differ between processes, or
+-- clients that lost the same server come back in step. Lua 5.4 seeds
+-- math.random from the time and an address at startup; LuaJIT starts every
+-- process on the same sequence unless the host seeds it (Neovim does not).
+-- So on 5.1 the jitter comes from a generator of its own, seeded the way 5.4
+-- seeds, and math.random and its seed stay the user's.
+local random = math.random
+if _VERSION == "Lua 5.1" then
+  local MOD = 2147483648 -- 2^31: every product below stays exact in a double
+  local address = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
+  local state = math.floor(now() * 1e6 + address % MOD) % MOD
+  random = function()
+    -- state * 1103515245 + 12345 mod 2^31, the multiplier in two halves
+    state = (state * 20077 + (state * 16838 % 32768) * 65536 + 12345) % MOD
+    return state / MOD
+  end
+end
+
 -- Seconds from a Retry-After header (delay-seconds form), or nil.
 local function retry_after(headers)
   local v = headers and headers["retry-after"]
@@ -189,7 +207,7 @@ local function schedule_reconnect(s, reason, err)
   if rc.retries and rc.failures > rc.retries then return false end
   local base = s.retry and s.retry / 1000 or rc.delay -- the reconnection time
   local cap = math.max(rc.max_delay, base) -- max_delay never shortens it
-  local wait = math.min(cap, base * 2 ^ (rc.failures - 1) * (1 + 0.2 * math.random()))
+  local wait = math.min(cap, base * 2 ^ (rc.failures - 1) * (1 + 0.2 * random()))
   if wait_for_server then wait = math.max(wait_for_server, base) end
   local onreconnect = s._opts.onreconnect
   if onreconnect then
