@@ -78,7 +78,9 @@ describe("fetchstream-scm-1.rockspec", function()
         local f = require "fetchstream"
         io.write(type(f.events), " ", tostring(package.loaded["fetchstream.core"] ~= nil), "\n")' 2>&1]])
       local cli = lines_of(env .. tree .. "/bin/fetchstream --version 2>&1")
-      os.execute("rm -rf " .. tree .. " " .. log .. " " .. config)
+      -- luarocks' builtin build leaves its objects in the checkout: ./fetchstream/*.so
+      -- would shadow build/ on the default package.cpath
+      os.execute("rm -rf " .. tree .. " " .. log .. " " .. config .. " fetchstream src/*.o")
       assert.are.same({ "ok true function true" }, out) -- the parser came without curl
       assert.matches("^fetchstream %d", cli[1] or "")
     end)
