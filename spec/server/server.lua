@@ -702,6 +702,13 @@ routes["/__quit"] = function(c, req)
   quitting = true
 end
 
+-- The hostile routes (/hostile/...) live in hostile.lua; see README.md.
+do
+  local dir = (arg and arg[0] or ""):match("^(.*[/\\])") or "./"
+  dofile(dir .. "hostile.lua")(routes, { qnum = qnum, stream_head = stream_head,
+    gzip_stored = gzip_stored, tag_entry = tag_entry, dir = dir })
+end
+
 local function status_route(c, req, code)
   local q = req.query
   local body = q.body or sfmt('{"error":{"message":"status %d"}}', code)
