@@ -60,7 +60,7 @@ DEPS = lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted \
 export LUA_PATH = lua/?.lua;lua/?/init.lua;;
 export LUA_CPATH = $(BUILD)/?.so;;
 
-.PHONY: all luajit deps test spec spec-luajit memcheck lint fuzz fuzz-seeds demo bench bench-parser bench-memory clean
+.PHONY: all luajit deps test spec spec-luajit memcheck lint fuzz fuzz-seeds demo bench bench-parser bench-memory bench-compression clean
 
 all: $(CORE)
 
@@ -118,7 +118,7 @@ fuzz-seeds:
 demo: deps $(CORE)
 	$(LUA) examples/chat.lua
 
-bench: bench-parser bench-memory
+bench: bench-parser bench-memory bench-compression
 
 # Parser throughput beside plain Lua and eventsource-parser (Node).
 bench-parser: deps $(CORE)
@@ -127,6 +127,11 @@ bench-parser: deps $(CORE)
 # 1 GiB through a slow consumer: peak RSS stays bounded by back-pressure.
 bench-memory: deps $(CORE)
 	$(LUA) bench/stream_memory.lua
+
+# 4 GiB of zeros as identity, gzip, br and zstd to a slow consumer: peak RSS
+# per encoding (each in its own process), beside the uncompressed figure.
+bench-compression: deps $(CORE)
+	$(LUA) bench/compression_memory.lua
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(LUAJIT_BUILD) $(FUZZ_BUILD)
