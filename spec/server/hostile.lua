@@ -12,11 +12,13 @@
 --         byte, then matches of 258 bytes at distance 1 in 2 bits each
 --         (1032:1, deflate's limit); the CRC-32 of n zeros is computed with
 --         GF(2) matrix powers, as zlib's crc32_combine does.
---   zstd  one frame of RLE blocks, 4 bytes for every 128 KiB (32768:1).
---   br    a 4-byte uncompressed meta-block of zeros, then compressed
---         meta-blocks of 16 MiB each: one command "copy 16 MiB from the
---         last distance (4)" under single-symbol prefix codes, 101 bits; 8 of
---         them make a 101-byte unit that repeats byte for byte (1.3M:1).
+--   zstd  one frame of RLE blocks, 4 bytes for every 128 KiB (32768:1),
+--         declaring an 8 MiB window (RFC 9659's limit for HTTP).
+--   br    a 16 MiB window (the format's largest), a 4-byte uncompressed
+--         meta-block of zeros, then compressed meta-blocks of 16 MiB each:
+--         one command "copy 16 MiB from the last distance (4)" under
+--         single-symbol prefix codes, 101 bits; 8 of them make a 101-byte
+--         unit that repeats byte for byte (1.3M:1).
 --
 -- Small bodies compressed by the real tools come from fixtures/ (see
 -- fixtures/make.sh): /hostile/encoded serves them.
@@ -162,8 +164,8 @@ return function(routes, env)
     end, size
   end
 
-  -- zstd: a frame (no checksum, no content size, a 128 KiB window) of RLE
-  -- blocks of 128 KiB of zeros.
+  -- zstd: a frame (no checksum, no content size, an 8 MiB window: the most
+  -- an HTTP client must allow) of RLE blocks of 128 KiB of zeros.
   local function zstd_bomb(want, corrupt_at)
     local BLOCK, PER = 131072, 16384 -- PER blocks: 64 KiB of frame, 2 GiB of zeros
     local function rle(n, last) return string.pack("<I3", (last and 1 or 0) | 2 | (n << 3)) .. "\0" end
@@ -173,7 +175,7 @@ return function(routes, env)
     local state, sent = 0, 0
     local bad = corrupt_at and math.min(corrupt_at // BLOCK, before_last) or nil
     return function()
-      if state == 0 then state = 1; return "\40\181\47\253\0\56" end
+      if state == 0 then state = 1; return "\40\181\47\253\0\104" end -- window: 2^(10 + 13)
       if bad and sent == bad then -- a block of the reserved type
         bad = nil
         return "\6\0\0"
@@ -220,10 +222,11 @@ return function(routes, env)
 
   local function br_bomb(want, corrupt_at)
     BR_UNIT = BR_UNIT or br_unit()
-    -- WBITS = 16 ("0"), then ISLAST = 0, MNIBBLES = 4, MLEN - 1 = 3,
-    -- ISUNCOMPRESSED = 1, padding: 3 bytes; then the 4 bytes of data.
+    -- WBITS = 24 ("1", then 7 in 3 bits: the largest window, 16 MiB, as a
+    -- decoder must allow), then ISLAST = 0, MNIBBLES = 4, MLEN - 1 = 3,
+    -- ISUNCOMPRESSED = 1: 3 bytes; then the 4 bytes of data.
     local w = bitwriter()
-    w.bits(0, 1); w.bits(0, 1); w.bits(0, 2); w.bits(3, 16); w.bits(1, 1); w.bits(0, 3)
+    w.bits(1, 1); w.bits(7, 3); w.bits(0, 1); w.bits(0, 2); w.bits(3, 16); w.bits(1, 1)
     local head = w.bytes() .. "\0\0\0\0"
     local units = math.max(0, -(-(want - 4) // BR_UNIT_SIZE))
     local size = 4 + units * BR_UNIT_SIZE
@@ -300,7 +303,7 @@ return function(routes, env)
     return fixtures[name]
   end
 
-  -- /hostile/encoded?enc=E&corrupt=1&truncate=1&chunk=K&delay=MS
+  -- /hostile/encoded?enc=E&repeat=N&corrupt=1&at=I&truncate=1&chunk=K&delay=MS
   -- E: gzip, deflate (zlib), rawdeflate (sent as deflate), br, zstd,
   -- identity, "br,gzip" (br, then gzip around it) or any other name (the
   -- plain body labelled with it).
@@ -315,8 +318,9 @@ return function(routes, env)
     else
       body, label = fixture("identity"), enc
     end
-    if q.corrupt == "1" then -- 16 bytes from the middle, flipped
-      local at = #body // 2
+    body = srep(body, qint(q, "repeat", 1, 4)) -- gzip members, zstd frames end to end
+    if q.corrupt == "1" then -- 16 bytes a quarter in (or from at=), flipped
+      local at = math.max(1, math.min(qint(q, "at", #body // 4), #body - 16))
       local bad = {}
       for i = 0, 15 do bad[#bad + 1] = schar(sbyte(body, at + i) ~ 0x55) end
       body = ssub(body, 1, at - 1) .. concat(bad) .. ssub(body, at + 16)
