@@ -18,6 +18,10 @@ LUAJIT ?= luajit
 LUAJIT_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS ?= $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
+# The decoders of compressed bodies (src/decode.c): curl's own cannot stop
+# when our queue is full.
+DECODE_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags zlib libbrotlidec libzstd 2>/dev/null)
+DECODE_LIBS ?= $(shell $(PKG_CONFIG) --libs zlib libbrotlidec libzstd 2>/dev/null || echo -lz -lbrotlidec -lzstd)
 # Sanitizers for the memory check build.
 SANITIZE ?= -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 # The fuzzer: clang's libFuzzer over src/sse.c alone, with ASan and UBSan.
@@ -52,10 +56,11 @@ lua_headers = $(if $(findstring luajit,$1),$(LUAJIT_CFLAGS),$(LUA_CFLAGS))
 FUZZER = $(FUZZ_BUILD)/sse_fuzz
 
 # Debian packages the project needs (`make deps` installs the missing ones).
-# libclang-rt-14-dev holds libFuzzer; clang only recommends it.
-DEPS = lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted \
-       lua-socket lua-check pkg-config luarocks gcc make clang libclang-rt-14-dev \
-       luajit2 libluajit2-5.1-dev neovim libnginx-mod-http-lua nginx-core curl
+# libclang-rt-14-dev holds libFuzzer; clang only recommends it. zlib1g-dev,
+# libbrotli-dev and libzstd-dev: the decoders of compressed bodies.
+DEPS = lua5.4 liblua5.4-dev libcurl4-openssl-dev zlib1g-dev libbrotli-dev libzstd-dev \
+       lua-cjson lua-busted lua-socket lua-check pkg-config luarocks gcc make clang \
+       libclang-rt-14-dev luajit2 libluajit2-5.1-dev neovim libnginx-mod-http-lua nginx-core curl
 
 export LUA_PATH = lua/?.lua;lua/?/init.lua;;
 export LUA_CPATH = $(BUILD)/?.so;;
@@ -69,7 +74,7 @@ luajit: $(LUAJIT_CORE)
 %/fetchstream/core.so: $(SOURCES) $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(WARNINGS) $(call build_flags,$*) -fPIC -shared $(call lua_headers,$*) \
-	  $(CURL_CFLAGS) -o $@ $(SOURCES) $(CURL_LIBS)
+	  $(CURL_CFLAGS) $(DECODE_CFLAGS) -o $@ $(SOURCES) $(CURL_LIBS) $(DECODE_LIBS)
 
 %/fetchstream/sse/core.so: $(SSE_SOURCES) $(HEADERS)
 	@mkdir -p $(@D)

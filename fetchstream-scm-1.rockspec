@@ -22,6 +22,11 @@ dependencies = {
 external_dependencies = {
   -- Checked by library: a header check fails on Debian's multiarch layout.
   CURL = { library = "curl" },
+  -- The decoders of compressed bodies (src/decode.c): zlib1g-dev,
+  -- libbrotli-dev and libzstd-dev on Debian.
+  ZLIB = { library = "z" },
+  BROTLIDEC = { library = "brotlidec" },
+  ZSTD = { library = "zstd" },
 }
 build = {
   type = "builtin",
@@ -30,6 +35,7 @@ build = {
     ["fetchstream.core"] = {
       sources = {
         "src/client.c",
+        "src/decode.c",
         "src/lcore.c",
         "src/lfetchstream.c",
         "src/lsse.c",
@@ -37,9 +43,9 @@ build = {
         "src/sse.c",
         "src/stream.c",
       },
-      libraries = { "curl" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "z", "brotlidec", "zstd" },
+      incdirs = { "$(CURL_INCDIR)", "$(ZLIB_INCDIR)", "$(BROTLIDEC_INCDIR)", "$(ZSTD_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(ZLIB_LIBDIR)", "$(BROTLIDEC_LIBDIR)", "$(ZSTD_LIBDIR)" },
     },
     -- The parser alone, without libcurl (what fetchstream.sse is built on).
     ["fetchstream.sse.core"] = {

@@ -45,7 +45,7 @@ void fs_client_remove(fs_client *c, fs_stream *s) {
 static double deadline(const fs_stream *s) {
   double at = 0, t;
   if (s->total_timeout_ms > 0) at = s->t_start + (double)s->total_timeout_ms;
-  if (s->paused) return at;
+  if (fs_stream_held_back(s)) return at;
   if (s->t_first_byte == 0) {
     if (s->first_byte_timeout_ms > 0) {
       t = s->t_start + (double)s->first_byte_timeout_ms;
@@ -77,12 +77,7 @@ int fs_client_perform(fs_client *c) {
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
     if (!priv) continue;
     s = (fs_stream *)(void *)priv;
-    s->code = msg->data.result;
-    s->end = s->code == CURLE_OK ? FS_END_OK : FS_END_CURL;
-    if (!s->headers_done && s->code == CURLE_OK) {
-      curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
-      s->headers_done = 1;
-    }
+    fs_stream_done(s, msg->data.result);
     fs_client_remove(c, s); /* msg is not used after this */
   }
   now = fs_now_ms();

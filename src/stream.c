@@ -12,6 +12,10 @@
 **   may do so from inside that very call: the write callback is plain C, so
 **   that is safe anywhere.
 ** - curl does not copy CURLOPT_POSTFIELDS: the body must outlive the transfer.
+** - After CURL_WRITEFUNC_PAUSE, libcurl 7.88 keeps everything its content
+**   decoder still produces (64 MiB per pause, then "Out of memory"): with
+**   accept_encoding we turn its decoding off (HTTP_CONTENT_DECODING 0, while
+**   ACCEPT_ENCODING still sends the header) and decode ourselves.
 */
 #define _POSIX_C_SOURCE 200809L
 #include "stream.h"
@@ -23,6 +27,8 @@
 #include <strings.h>
 #include <time.h>
 
+#define SCRATCH (64 * 1024)          /* decoded bytes per step into the queue */
+
 double fs_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -30,6 +36,16 @@ double fs_now_ms(void) {
 }
 
 /* ------------------------------------------------------------- callbacks */
+
+/* Record why we stop the transfer (our reason wins over curl's code, which
+** is then CURLE_WRITE_ERROR). Returns 0 for the callback to return. */
+static size_t set_failure(fs_stream *s, CURLcode code, const char *msg) {
+  if (!s->fail_code) {
+    s->fail_code = code;
+    snprintf(s->fail_msg, sizeof s->fail_msg, "%s", msg);
+  }
+  return 0;
+}
 
 static int append_header(fs_stream *s, const char *line, size_t n) {
   if (s->header_len + n + 1 > s->header_cap) {
@@ -55,6 +71,7 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud) {
   if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) { /* a new response */
     s->header_len = 0;
     s->location_seen = 0;
+    fs_decode_reset(&s->dec);
     return n;
   }
   if (len == 0) { /* end of this response's headers */
@@ -67,20 +84,17 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud) {
     return n;
   }
   if (len >= 9 && strncasecmp(line, "location:", 9) == 0) s->location_seen = 1;
-  return append_header(s, line, len) ? n : 0; /* 0 fails the transfer */
+  if (s->decoding && len >= 17 && strncasecmp(line, "content-encoding:", 17) == 0)
+    fs_decode_header(&s->dec, line + 17, len - 17);
+  if (!append_header(s, line, len))
+    return set_failure(s, CURLE_OUT_OF_MEMORY, "out of memory keeping the response headers");
+  return n;
 }
 
-static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
-  fs_stream *s = ud;
-  size_t n = size * nmemb;
-  fs_chunk *c;
-  double now;
-  if (s->queued >= s->queue_limit) { /* back-pressure: let curl hold it */
-    s->paused = 1;
-    return CURL_WRITEFUNC_PAUSE;
-  }
-  c = malloc(sizeof *c + n);
-  if (!c) return 0; /* fails the transfer with CURLE_WRITE_ERROR */
+/* Add a copy of bytes to the queue. Returns 0 when out of memory. */
+static int enqueue(fs_stream *s, const char *bytes, size_t n) {
+  fs_chunk *c = malloc(sizeof *c + n);
+  if (!c) return 0;
   c->next = NULL;
   c->len = n;
   c->off = 0;
@@ -89,6 +103,57 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
   else s->head = c;
   s->tail = c;
   s->queued += n;
+  return 1;
+}
+
+/*
+** Decode *in into the queue until the queue is full or the decoder has
+** given all it can from *in (which advances). Returns 1 when it has, 0 when
+** the queue filled first (input, or output inside the decoder, remains),
+** -1 on failure (fail_code and fail_msg say why).
+*/
+static int decode_into_queue(fs_stream *s, const char **in, size_t *left) {
+  if (!s->scratch && !(s->scratch = malloc(SCRATCH))) {
+    set_failure(s, CURLE_OUT_OF_MEMORY, "out of memory decoding the response body");
+    return -1;
+  }
+  while (s->queued < s->queue_limit) {
+    size_t made = fs_decode_run(&s->dec, in, left, s->scratch, SCRATCH);
+    if (made && !enqueue(s, s->scratch, made)) {
+      set_failure(s, CURLE_OUT_OF_MEMORY, "out of memory queueing the response body");
+      return -1;
+    }
+    if (s->dec.failed) {
+      set_failure(s, CURLE_BAD_CONTENT_ENCODING, s->dec.error);
+      return -1;
+    }
+    if (made < SCRATCH) return 1;
+  }
+  return 0;
+}
+
+/* Keep the undecoded rest of a write for later (at most one write's worth). */
+static int hold(fs_stream *s, const char *bytes, size_t n) {
+  if (n > s->held_cap) {
+    char *p = realloc(s->held, n);
+    if (!p) return 0;
+    s->held = p;
+    s->held_cap = n;
+  }
+  memcpy(s->held, bytes, n);
+  s->held_off = 0;
+  s->held_len = n;
+  return 1;
+}
+
+static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
+  fs_stream *s = ud;
+  size_t n = size * nmemb;
+  double now;
+  if (s->queued >= s->queue_limit || s->backlog) { /* back-pressure: let curl hold it */
+    s->paused = 1;
+    return CURL_WRITEFUNC_PAUSE;
+  }
   now = fs_now_ms();
   if (s->t_first_byte == 0) s->t_first_byte = now;
   s->t_last_byte = now;
@@ -96,6 +161,20 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
     s->headers_done = 1;
   }
+  if (s->decoding && fs_decode_active(&s->dec)) {
+    const char *in = bytes;
+    size_t left = n;
+    int r = decode_into_queue(s, &in, &left);
+    if (r < 0) return 0; /* fails the transfer with CURLE_WRITE_ERROR */
+    if (r == 0) {
+      s->backlog = 1;
+      if (left && !hold(s, in, left))
+        return set_failure(s, CURLE_OUT_OF_MEMORY, "out of memory holding the response body");
+    }
+    return n;
+  }
+  if (!enqueue(s, bytes, n))
+    return set_failure(s, CURLE_OUT_OF_MEMORY, "out of memory queueing the response body");
   return n;
 }
 
@@ -126,6 +205,7 @@ CURLcode fs_stream_prepare(fs_stream *s, fs_request *req) {
   s->first_byte_timeout_ms = req->first_byte_timeout_ms;
   s->idle_timeout_ms = req->idle_timeout_ms;
   s->total_timeout_ms = req->total_timeout_ms;
+  s->decoding = req->accept_encoding;
 
   SET(CURLOPT_PRIVATE, s);
   SET(CURLOPT_ERRORBUFFER, s->errbuf);
@@ -168,8 +248,10 @@ CURLcode fs_stream_prepare(fs_stream *s, fs_request *req) {
     SET(CURLOPT_SSL_VERIFYPEER, 0L);
     SET(CURLOPT_SSL_VERIFYHOST, 0L);
   }
-  /* "" asks for every encoding this libcurl decodes (gzip, br, zstd). */
-  SET(CURLOPT_ACCEPT_ENCODING, req->accept_encoding ? "" : NULL);
+  /* We decode what we ask for (decode.c); curl only sends the header. A
+  ** user's own Accept-Encoding header replaces it, as for any header. */
+  SET(CURLOPT_ACCEPT_ENCODING, req->accept_encoding ? "gzip, deflate, br, zstd" : NULL);
+  SET(CURLOPT_HTTP_CONTENT_DECODING, 0L);
   return CURLE_OK;
 }
 
@@ -177,6 +259,39 @@ size_t fs_stream_peek(fs_stream *s, const char **bytes) {
   if (!s->head) return 0;
   *bytes = s->head->data + s->head->off;
   return s->head->len - s->head->off;
+}
+
+/* The transfer ends here and now with our failure (the reader found it). */
+static void end_now(fs_stream *s, CURLcode code) {
+  if (s->client) fs_client_remove(s->client, s);
+  if (s->end != FS_RUNNING && s->end != FS_END_OK) return; /* keep the first failure */
+  s->end = FS_END_CURL;
+  s->code = s->fail_code ? s->fail_code : code;
+  if (s->fail_code) snprintf(s->errbuf, sizeof s->errbuf, "%s", s->fail_msg);
+}
+
+/* The body has ended and the decoders have given everything: was the
+** compressed data whole? */
+static void finish_decoding(fs_stream *s) {
+  if (!s->decoding || !fs_decode_active(&s->dec) || fs_decode_complete(&s->dec)) return;
+  set_failure(s, CURLE_BAD_CONTENT_ENCODING, s->dec.error);
+  end_now(s, CURLE_BAD_CONTENT_ENCODING);
+}
+
+/* Decode more of the backlog into the queue. */
+static void drain_backlog(fs_stream *s) {
+  const char *in = s->held_len ? s->held + s->held_off : "";
+  size_t left = s->held_len;
+  int r = decode_into_queue(s, &in, &left);
+  s->held_off = left ? (size_t)(in - s->held) : 0;
+  s->held_len = left;
+  if (r < 0) {
+    end_now(s, CURLE_BAD_CONTENT_ENCODING);
+  } else if (r == 1) {
+    s->backlog = 0;
+    s->t_last_byte = fs_now_ms(); /* our backlog is not the server's silence */
+    if (s->end == FS_END_OK) finish_decoding(s);
+  }
 }
 
 void fs_stream_consume(fs_stream *s, size_t n) {
@@ -189,11 +304,31 @@ void fs_stream_consume(fs_stream *s, size_t n) {
     if (!s->head) s->tail = NULL;
     free(c);
   }
-  if (s->paused && s->queued <= s->queue_limit / 2 && s->end == FS_RUNNING) {
+  if (s->backlog && s->queued <= s->queue_limit / 2) drain_backlog(s);
+  if (s->paused && !s->backlog && s->queued <= s->queue_limit / 2 && s->end == FS_RUNNING) {
+    CURLcode rc;
     s->paused = 0;
     s->t_last_byte = fs_now_ms(); /* our pause is not the server's silence */
-    curl_easy_pause(s->easy, CURLPAUSE_CONT); /* may call on_write now */
+    rc = curl_easy_pause(s->easy, CURLPAUSE_CONT); /* may call on_write now */
+    if (rc != CURLE_OK) end_now(s, rc); /* on_write failed on the bytes curl held */
   }
+}
+
+int fs_stream_held_back(const fs_stream *s) {
+  return s->paused || s->backlog;
+}
+
+void fs_stream_done(fs_stream *s, CURLcode code) {
+  if (s->fail_code) { /* we stopped it: our reason */
+    code = s->fail_code;
+    snprintf(s->errbuf, sizeof s->errbuf, "%s", s->fail_msg);
+  } else if (code == CURLE_OK && !s->headers_done) {
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
+    s->headers_done = 1;
+  }
+  s->code = code;
+  s->end = code == CURLE_OK ? FS_END_OK : FS_END_CURL;
+  if (s->end == FS_END_OK && !s->backlog) finish_decoding(s);
 }
 
 void fs_stream_abort(fs_stream *s) {
@@ -217,6 +352,13 @@ void fs_stream_free(fs_stream *s) {
   free(s->header_lines);
   s->header_lines = NULL;
   s->header_len = s->header_cap = 0;
+  fs_decode_free(&s->dec);
+  free(s->scratch);
+  s->scratch = NULL;
+  free(s->held);
+  s->held = NULL;
+  s->held_off = s->held_len = s->held_cap = 0;
+  s->backlog = 0;
 }
 
 #define NAME(code) \

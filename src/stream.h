@@ -5,12 +5,19 @@
 ** curl's callbacks only copy bytes: headers into header_lines, body into the
 ** queue. When the queue is over its bound the write callback pauses the
 ** transfer; fs_stream_consume() resumes it once the reader has drained it.
+**
+** A compressed body (accept_encoding) is decoded here, not by curl (see
+** decode.h): the write callback decodes only while the queue has room and
+** keeps the rest of that write's compressed bytes back ("backlog"); reading
+** decodes more, and curl is resumed once the backlog is gone.
 */
 #ifndef FETCHSTREAM_STREAM_H
 #define FETCHSTREAM_STREAM_H
 
 #include <curl/curl.h>
 #include <stddef.h>
+
+#include "decode.h"
 
 struct fs_client;
 
@@ -64,13 +71,22 @@ typedef struct fs_stream {
   fs_chunk *head, *tail;
   size_t queued, queue_limit;
   int paused;                         /* the write callback paused the transfer */
+  /* content decoding: set when accept_encoding, curl then hands over the body as sent */
+  int decoding;
+  fs_decode dec;                      /* the codings of the final response */
+  char *scratch;                      /* decoded bytes on their way to the queue */
+  int backlog;                        /* the queue filled before the decoder gave all it could */
+  char *held;                         /* undecoded body bytes of the backlog */
+  size_t held_off, held_len, held_cap;
   /* timing: milliseconds on the monotonic clock */
   double t_start, t_first_byte, t_last_byte;
   long first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms;
   /* outcome */
   fs_end end;
   CURLcode code;
-  char errbuf[CURL_ERROR_SIZE];
+  char errbuf[CURL_ERROR_SIZE];       /* curl's message, or ours (see fs_stream_done) */
+  CURLcode fail_code;                 /* set when we stopped the transfer: our reason */
+  char fail_msg[CURL_ERROR_SIZE];
 } fs_stream;
 
 /* Create the easy handle. Returns 0 on success, -1 when curl cannot. */
@@ -83,6 +99,12 @@ size_t fs_stream_peek(fs_stream *s, const char **bytes);
 /* Mark n bytes of the head read (n <= what peek gave); resumes a paused
 ** transfer once the queue has drained to half its bound. */
 void fs_stream_consume(fs_stream *s, size_t n);
+/* curl has finished the transfer with code: set end, code and errbuf to
+** what really happened (called by the client, outside curl's callbacks). */
+void fs_stream_done(fs_stream *s, CURLcode code);
+/* Whether the transfer waits for the reader (paused or with a backlog): its
+** silence is then ours, not the server's. */
+int fs_stream_held_back(const fs_stream *s);
 /* Stop the transfer now (detach it from its client); end = FS_END_ABORTED
 ** unless it had already ended. */
 void fs_stream_abort(fs_stream *s);

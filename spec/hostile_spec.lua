@@ -1,0 +1,149 @@
+-- Spec for hostile servers (issue 7): what the transport does when a server
+-- misbehaves. Compression bombs and corrupt compressed data, responses cut
+-- inside their headers, malformed chunked framing, endless headers, redirect
+-- loops, slowloris, silence after the headers, a reset keep-alive connection.
+--
+-- The misbehaving comes from the stub server's /hostile/ routes
+-- (spec/server/hostile.lua, documented in spec/server/README.md); each stops
+-- by itself, in bytes and in seconds.
+
+local fetch = require "fetchstream"
+local h = require "spec.helpers"
+local stub = require "spec.server"
+local socket = require "socket"
+
+local srv
+setup(function() srv = stub.start() end)
+teardown(function() srv:stop() end)
+
+---------------------------------------------------------------------------
+-- helpers
+
+local raises = h.raises
+local MiB = 1024 * 1024
+
+local function url(path) return srv:url(path) end
+
+-- The whole body of a URL, through fetch.chunks.
+local function body_of(u, opts)
+  local parts = {}
+  for bytes in fetch.chunks(u, opts) do parts[#parts + 1] = bytes end
+  return table.concat(parts)
+end
+
+-- A field of /proc/self/status, in bytes.
+local function vm(field)
+  for line in io.lines("/proc/self/status") do
+    local kb = line:match("^" .. field .. ":%s+(%d+) kB")
+    if kb then return tonumber(kb) * 1024 end
+  end
+end
+
+-- Under the ASan pass, freed memory waits in ASan's quarantine (256 MiB by
+-- default): the process's RSS says nothing about our bound there.
+local ASAN = (os.getenv("LD_PRELOAD") or ""):find("asan", 1, true) ~= nil
+
+-- Read url's body slowly (1 ms of sleep per MiB), watching RSS. Returns the
+-- bytes read, the X-Decoded-Size the server announced, and the largest RSS
+-- growth seen (bytes).
+local function slow_read(u)
+  collectgarbage()
+  collectgarbage()
+  local base = vm("VmRSS")
+  local peak, got, n = base, 0, 0
+  local s = assert(fetch.open(u))
+  local expected = tonumber(s.headers["x-decoded-size"])
+  local ok, err = pcall(function()
+    for bytes in s:chunks() do
+      got = got + #bytes
+      n = n + 1
+      if n % 16 == 0 then
+        socket.sleep(0.001)
+        local rss = vm("VmRSS")
+        if rss > peak then peak = rss end
+      end
+    end
+  end)
+  s:close()
+  if not ok then error(err, 0) end
+  return got, expected, peak - base
+end
+
+local FIXTURE = h.read("spec/server/fixtures/events.sse")
+
+---------------------------------------------------------------------------
+
+describe("compressed responses", function()
+  for _, enc in ipairs({ "gzip", "deflate", "rawdeflate", "br", "zstd", "br,gzip" }) do
+    it(("decode %s to the exact bytes, whole and in 7-byte pieces"):format(enc), function()
+      assert.is_true(FIXTURE == body_of(url("/hostile/encoded?enc=" .. enc)))
+      assert.is_true(FIXTURE == body_of(url("/hostile/encoded?chunk=7&enc=" .. enc)))
+    end)
+  end
+
+  it("decode gzip members and zstd frames end to end; br data after its end is corrupt", function()
+    assert.is_true(FIXTURE:rep(3) == body_of(url("/hostile/encoded?repeat=3&chunk=1000&enc=gzip")))
+    assert.is_true(FIXTURE:rep(3) == body_of(url("/hostile/encoded?repeat=3&chunk=1000&enc=zstd")))
+    local err = raises("network", body_of, url("/hostile/encoded?repeat=2&enc=br"))
+    assert.matches("the response body's br data is corrupt (data after its end)", err.message, 1, true)
+  end)
+
+  it("events read from a br body are the events of the plain one", function()
+    local n, last = 0, nil
+    for ev in fetch.events(url("/hostile/encoded?enc=br&chunk=100")) do
+      n = n + 1
+      last = ev
+    end
+    assert.are.equal(400, n)
+    assert.are.equal("400", last.id)
+    assert.matches('^{"n":400,', last.data)
+  end)
+
+  it("accept_encoding = false hands over the body as sent", function()
+    local gz = h.read("spec/server/fixtures/events.sse.gz")
+    assert.is_true(gz == body_of(url("/hostile/encoded?enc=gzip"), { accept_encoding = false }))
+  end)
+
+  it("an unknown content-encoding is a network error BAD_CONTENT_ENCODING, as with curl's decoder", function()
+    local err = raises("network", body_of, url("/hostile/encoded?enc=compress"))
+    assert.are.equal("BAD_CONTENT_ENCODING", err.curl)
+    assert.matches('content-encoding "compress"', err.message, 1, true)
+  end)
+
+  for _, enc in ipairs({ "gzip", "deflate", "br", "zstd" }) do
+    it(("corrupt %s data is a network error that says so"):format(enc), function()
+      local err = raises("network", body_of, url("/hostile/encoded?corrupt=1&enc=" .. enc))
+      assert.are.equal("BAD_CONTENT_ENCODING", err.curl)
+      assert.matches(("the response body's %s data is corrupt"):format(enc), err.message, 1, true)
+    end)
+
+    it(("%s data cut in the middle of a normal end is a network error (truncated)"):format(enc), function()
+      local err = raises("network", body_of, url("/hostile/encoded?truncate=1&enc=" .. enc))
+      assert.are.equal("BAD_CONTENT_ENCODING", err.curl)
+      assert.matches(("the response body's %s data is truncated"):format(enc), err.message, 1, true)
+    end)
+  end
+
+  for _, enc in ipairs({ "gzip", "br", "zstd" }) do
+    it(("a %s bomb (512 MiB of zeros) streams to a slow consumer in bounded memory"):format(enc), function()
+      local got, expected, grew = slow_read(url(("/hostile/bomb?enc=%s&bytes=%d"):format(enc, 512 * MiB)))
+      assert.are.equal(expected, got)
+      if not ASAN then
+        assert.is_true(grew < 64 * MiB, ("RSS grew by %.1f MiB"):format(grew / MiB))
+      end
+    end)
+
+    it(("a %s bomb corrupt after 128 MiB fails when the reader reaches it"):format(enc), function()
+      local got = 0
+      local err = raises("network", function()
+        local s = assert(fetch.open(url(("/hostile/bomb?enc=%s&bytes=%d&corrupt_at=%d")
+          :format(enc, 512 * MiB, 128 * MiB))))
+        socket.sleep(0.2) -- the queue fills: the rest is decoded as it is read
+        for bytes in s:chunks() do got = got + #bytes end
+      end)
+      assert.are.equal("BAD_CONTENT_ENCODING", err.curl)
+      assert.matches(("the response body's %s data is corrupt"):format(enc), err.message, 1, true)
+      assert.is_true(got >= 96 * MiB and got <= 160 * MiB, tostring(got))
+    end)
+  end
+end)
