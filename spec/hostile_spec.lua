@@ -19,6 +19,7 @@ teardown(function() srv:stop() end)
 ---------------------------------------------------------------------------
 -- helpers
 
+local tag = h.tagger("hostile")
 local raises = h.raises
 local MiB = 1024 * 1024
 
@@ -146,4 +147,48 @@ describe("compressed responses", function()
       assert.is_true(got >= 96 * MiB and got <= 160 * MiB, tostring(got))
     end)
   end
+end)
+
+describe("a response cut off inside its headers", function()
+  for _, at in ipairs({ "header", "blank", "status" }) do
+    it(("is a network error (cut %s)"):format(at), function()
+      local s, err = fetch.open(url("/hostile/cut_headers?at=" .. at))
+      assert.is_nil(s)
+      assert.are.equal("network", err.kind, tostring(err))
+    end)
+  end
+
+  it("says so, as curl's PARTIAL_FILE", function()
+    local _, err = fetch.open(url("/hostile/cut_headers"))
+    assert.are.equal("PARTIAL_FILE", err.curl)
+    assert.matches("closed before the end of the response headers", err.message, 1, true)
+  end)
+
+  it("with reconnect, is a failure: the retries run out and the error remains", function()
+    local t = tag("cut")
+    local err = raises("network", function()
+      for _ in fetch.events(url("/hostile/cut_headers?tag=" .. t),
+        { reconnect = { retries = 2, delay = 0.01 } }) do end
+    end)
+    assert.are.equal("PARTIAL_FILE", err.curl)
+    assert.are.equal(3, srv:log(t).requests)
+  end)
+end)
+
+describe("the command-line tool against hostile servers", function()
+  setup(function() h.build_for_children() end)
+
+  -- Exit status of `fetchstream args...`.
+  local function cli(args)
+    local words = {}
+    for i, a in ipairs(args) do words[i] = h.shell_quote(a) end
+    local _, _, code = os.execute(h.child_env() .. " lua5.4 bin/fetchstream " .. table.concat(words, " ")
+      .. " </dev/null >/dev/null 2>&1")
+    return code
+  end
+
+  it("exits 4 (network) when the response is cut inside its headers", function()
+    assert.are.equal(4, (cli({ url("/hostile/cut_headers") })))
+  end)
+
 end)

@@ -16,6 +16,8 @@
 **   decoder still produces (64 MiB per pause, then "Out of memory"): with
 **   accept_encoding we turn its decoding off (HTTP_CONTENT_DECODING 0, while
 **   ACCEPT_ENCODING still sends the header) and decode ourselves.
+** - The connection may close inside the response headers: curl 7.88 then
+**   returns CURLE_OK, as if an empty response had ended (fs_stream_done).
 */
 #define _POSIX_C_SOURCE 200809L
 #include "stream.h"
@@ -71,11 +73,13 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud) {
   if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) { /* a new response */
     s->header_len = 0;
     s->location_seen = 0;
+    s->block_complete = 0;
     fs_decode_reset(&s->dec);
     return n;
   }
   if (len == 0) { /* end of this response's headers */
     long status = 0;
+    s->block_complete = 1;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
     if (status / 100 == 1) return n;
     if (status / 100 == 3 && s->location_seen && s->max_redirects > 0) return n;
@@ -323,8 +327,14 @@ void fs_stream_done(fs_stream *s, CURLcode code) {
     code = s->fail_code;
     snprintf(s->errbuf, sizeof s->errbuf, "%s", s->fail_msg);
   } else if (code == CURLE_OK && !s->headers_done) {
-    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
-    s->headers_done = 1;
+    if (!s->block_complete) { /* curl 7.88 returns OK for this */
+      code = CURLE_PARTIAL_FILE;
+      snprintf(s->errbuf, sizeof s->errbuf,
+               "the connection closed before the end of the response headers");
+    } else { /* a 1xx or 3xx curl did not go past: the final response */
+      curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
+      s->headers_done = 1;
+    }
   }
   s->code = code;
   s->end = code == CURLE_OK ? FS_END_OK : FS_END_CURL;

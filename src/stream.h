@@ -64,6 +64,7 @@ typedef struct fs_stream {
   long status;                        /* final status, once headers_done */
   int headers_done;                   /* the final response's headers are in */
   int location_seen;                  /* this response carries a Location */
+  int block_complete;                 /* the last header block seen ended with its blank line */
   long max_redirects;
   char *header_lines;                 /* "Name: value\n"... of the last response */
   size_t header_len, header_cap;
