@@ -12,6 +12,8 @@ local h = require "spec.helpers"
 local stub = require "spec.server"
 local socket = require "socket"
 
+local now = socket.gettime
+
 local srv
 setup(function() srv = stub.start() end)
 teardown(function() srv:stop() end)
@@ -175,20 +177,87 @@ describe("a response cut off inside its headers", function()
   end)
 end)
 
+describe("slow and silent servers", function()
+  it("idle_timeout fires on a server that sends its headers and then nothing", function()
+    local t0 = now()
+    local s = assert(fetch.open(url("/hostile/silence?secs=5"), { idle_timeout = 0.3 }))
+    local ev, err = s:next()
+    s:close()
+    assert.is_nil(ev)
+    assert.are.equal("timeout", err.kind, tostring(err))
+    assert.are.equal("idle", err.timeout)
+    assert.is_true(now() - t0 < 2, tostring(now() - t0))
+  end)
+
+  it("idle_timeout fires there for a callback stream too", function()
+    local got
+    fetch.stream(url("/hostile/silence?secs=5"), {
+      idle_timeout = 0.3,
+      onchunk = function() end,
+      onerror = function(err) got = err end,
+    })
+    local t0 = now()
+    assert.is_true(fetch.run(4))
+    assert.are.equal("idle", got and got.timeout, tostring(got))
+    assert.is_true(now() - t0 < 2)
+  end)
+
+  it("first_byte_timeout still runs to the first body byte, headers or not", function()
+    local s = assert(fetch.open(url("/hostile/silence?secs=5"), { first_byte_timeout = 0.3 }))
+    local _, err = s:next()
+    s:close()
+    assert.are.equal("first_byte", err.timeout)
+  end)
+
+  it("a trickling body keeps idle_timeout quiet; timeout ends it", function()
+    local t0 = now()
+    local got = 0
+    local err = raises("timeout", function()
+      for bytes in fetch.chunks(url("/hostile/slowloris?interval=50"), { idle_timeout = 0.5, timeout = 1.2 }) do
+        got = got + #bytes
+      end
+    end)
+    assert.are.equal("total", err.timeout)
+    assert.is_true(got >= 5, tostring(got))
+    assert.is_true(now() - t0 >= 1.1 and now() - t0 < 3, tostring(now() - t0))
+  end)
+
+  it("a body trickling slower than idle_timeout ends with an idle timeout", function()
+    local err = raises("timeout", body_of, url("/hostile/slowloris?interval=400"), { idle_timeout = 0.2 })
+    assert.are.equal("idle", err.timeout)
+  end)
+
+  it("trickling headers: idle_timeout waits for them, first_byte_timeout does not", function()
+    local t0 = now()
+    local body = body_of(url("/hostile/slowloris?phase=headers&interval=15"), { idle_timeout = 0.1 })
+    assert.are.equal("data: done\n\n", body)
+    assert.is_true(now() - t0 > 1, tostring(now() - t0))
+    local err = raises("timeout", body_of, url("/hostile/slowloris?phase=headers&interval=15"),
+      { first_byte_timeout = 0.3 })
+    assert.are.equal("first_byte", err.timeout)
+  end)
+end)
+
 describe("the command-line tool against hostile servers", function()
   setup(function() h.build_for_children() end)
 
-  -- Exit status of `fetchstream args...`.
+  -- Exit status and seconds of `fetchstream args...`.
   local function cli(args)
     local words = {}
     for i, a in ipairs(args) do words[i] = h.shell_quote(a) end
+    local t0 = now()
     local _, _, code = os.execute(h.child_env() .. " lua5.4 bin/fetchstream " .. table.concat(words, " ")
       .. " </dev/null >/dev/null 2>&1")
-    return code
+    return code, now() - t0
   end
 
   it("exits 4 (network) when the response is cut inside its headers", function()
     assert.are.equal(4, (cli({ url("/hostile/cut_headers") })))
   end)
 
+  it("exits 5 (timeout) with --idle-timeout when the server goes silent after its headers", function()
+    local code, secs = cli({ "--idle-timeout", "0.3", url("/hostile/silence?secs=5") })
+    assert.are.equal(5, code)
+    assert.is_true(secs < 3, tostring(secs))
+  end)
 end)

@@ -41,27 +41,31 @@ void fs_client_remove(fs_client *c, fs_stream *s) {
   c->count--;
 }
 
-/* The moment this stream times out, or 0 for never. */
-static double deadline(const fs_stream *s) {
+/* The moment this stream times out, or 0 for never; *which says which
+** timeout that is. first_byte runs from the start to the first body byte;
+** idle from the final response's headers (a server that sends headers and
+** then nothing is silent too) to each body byte. A stream that waits for
+** its reader is not silent: only the total timeout runs. */
+static double deadline(const fs_stream *s, fs_end *which) {
   double at = 0, t;
-  if (s->total_timeout_ms > 0) at = s->t_start + (double)s->total_timeout_ms;
-  if (fs_stream_held_back(s)) return at;
-  if (s->t_first_byte == 0) {
-    if (s->first_byte_timeout_ms > 0) {
-      t = s->t_start + (double)s->first_byte_timeout_ms;
-      if (at == 0 || t < at) at = t;
-    }
-  } else if (s->idle_timeout_ms > 0) {
-    t = s->t_last_byte + (double)s->idle_timeout_ms;
-    if (at == 0 || t < at) at = t;
+  fs_end w = FS_RUNNING;
+  if (s->total_timeout_ms > 0) {
+    at = s->t_start + (double)s->total_timeout_ms;
+    w = FS_END_TIMEOUT_TOTAL;
   }
+  if (fs_stream_held_back(s)) goto done;
+  if (s->t_first_byte == 0 && s->first_byte_timeout_ms > 0) {
+    t = s->t_start + (double)s->first_byte_timeout_ms;
+    if (at == 0 || t < at) at = t, w = FS_END_TIMEOUT_FIRST_BYTE;
+  }
+  if (s->headers_done && s->idle_timeout_ms > 0) {
+    double last = s->t_last_byte > s->t_headers ? s->t_last_byte : s->t_headers;
+    t = last + (double)s->idle_timeout_ms;
+    if (at == 0 || t < at) at = t, w = FS_END_TIMEOUT_IDLE;
+  }
+done:
+  if (which) *which = w;
   return at;
-}
-
-static fs_end which_timeout(const fs_stream *s, double now) {
-  if (s->total_timeout_ms > 0 && now >= s->t_start + (double)s->total_timeout_ms)
-    return FS_END_TIMEOUT_TOTAL;
-  return s->t_first_byte == 0 ? FS_END_TIMEOUT_FIRST_BYTE : FS_END_TIMEOUT_IDLE;
 }
 
 int fs_client_perform(fs_client *c) {
@@ -82,10 +86,11 @@ int fs_client_perform(fs_client *c) {
   }
   now = fs_now_ms();
   for (s = c->streams; s; s = next) {
-    double at = deadline(s);
+    fs_end which;
+    double at = deadline(s, &which);
     next = s->next;
     if (at != 0 && now >= at) {
-      s->end = which_timeout(s, now);
+      s->end = which;
       fs_client_remove(c, s);
     }
   }
@@ -96,7 +101,7 @@ void fs_client_wait(fs_client *c, long timeout_ms) {
   double now = fs_now_ms(), soonest = 0;
   const fs_stream *s;
   for (s = c->streams; s; s = s->next) {
-    double at = deadline(s);
+    double at = deadline(s, NULL);
     if (at != 0 && (soonest == 0 || at < soonest)) soonest = at;
   }
   if (soonest != 0) {

@@ -2,9 +2,9 @@
 ** client.h — a curl multi handle that drives many streams. Plain C, no Lua.
 **
 ** The client also enforces the timeouts curl has no notion of: the first
-** byte (from the start of the request), the idle gap between body bytes, and
-** the whole transfer. A stream paused by back-pressure is not idle: the
-** silence is ours, not the server's.
+** body byte (from the start of the request), the idle gap (once the response
+** headers are in, the longest silence), and the whole transfer. A stream
+** paused by back-pressure is not idle: the silence is ours, not the server's.
 */
 #ifndef FETCHSTREAM_CLIENT_H
 #define FETCHSTREAM_CLIENT_H

@@ -85,6 +85,7 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud) {
     if (status / 100 == 3 && s->location_seen && s->max_redirects > 0) return n;
     s->status = status;
     s->headers_done = 1;
+    s->t_headers = fs_now_ms();
     return n;
   }
   if (len >= 9 && strncasecmp(line, "location:", 9) == 0) s->location_seen = 1;
@@ -164,6 +165,7 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
   if (!s->headers_done) { /* a body means the headers were final */
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
     s->headers_done = 1;
+    s->t_headers = now;
   }
   if (s->decoding && fs_decode_active(&s->dec)) {
     const char *in = bytes;

@@ -80,7 +80,7 @@ typedef struct fs_stream {
   char *held;                         /* undecoded body bytes of the backlog */
   size_t held_off, held_len, held_cap;
   /* timing: milliseconds on the monotonic clock */
-  double t_start, t_first_byte, t_last_byte;
+  double t_start, t_first_byte, t_last_byte, t_headers;
   long first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms;
   /* outcome */
   fs_end end;

@@ -28,7 +28,7 @@
 ---@alias fetchstream.TimeoutKind
 ---| "connect"    # connect_timeout: TCP and TLS
 ---| "first_byte" # first_byte_timeout: request start to the first body byte
----| "idle"       # idle_timeout: silence after the first body byte
+---| "idle"       # idle_timeout: silence once the response headers are in
 ---| "total"      # timeout: the whole transfer
 
 --- How a stream ended: `s.reason` (`nil` while it runs).
