@@ -177,6 +177,69 @@ describe("a response cut off inside its headers", function()
   end)
 end)
 
+describe("broken framing and limits", function()
+  for _, mode in ipairs({ "size", "crlf" }) do
+    it(("malformed chunked encoding (%s) is a network error after the good chunk"):format(mode), function()
+      local got = {}
+      local err = raises("network", function()
+        for ev in fetch.events(url("/hostile/bad_chunked?mode=" .. mode)) do got[#got + 1] = ev.data end
+      end)
+      assert.are.equal("RECV_ERROR", err.curl)
+      assert.matches("chunked", err.message, 1, true)
+      assert.are.equal("one", got[1]) -- curl checks the CRLF after a chunk's data has gone out
+    end)
+  end
+
+  it("endless headers end at curl's limit, at once, with a clear error", function()
+    local t0 = now()
+    local s, err = fetch.open(url("/hostile/endless_headers?secs=20"))
+    assert.is_nil(s)
+    assert.are.equal("network", err.kind)
+    assert.matches("Too large response headers", err.message, 1, true)
+    assert.is_true(now() - t0 < 5)
+  end)
+
+  it("a 1 MiB header line is reported as over curl's limit, not as out of memory", function()
+    local s, err = fetch.open(url("/hostile/endless_headers?line=1048576&max=1048576"))
+    assert.is_nil(s)
+    assert.are.equal("network", err.kind)
+    assert.matches("a line of the response headers is longer than curl's limit", err.message, 1, true)
+  end)
+
+  it("a 1 MiB URL is reported as a request over curl's limit, not as out of memory", function()
+    local s, err = fetch.open(url("/echo?x=" .. ("a"):rep(MiB)))
+    assert.is_nil(s)
+    assert.are.equal("network", err.kind)
+    assert.matches("the request is larger than curl's limit of 1 MiB", err.message, 1, true)
+  end)
+
+  it("a redirect loop is a network error TOO_MANY_REDIRECTS after follow_redirects hops", function()
+    local err = raises("network", body_of, url("/hostile/loop?tag=" .. tag("loop")))
+    assert.are.equal("TOO_MANY_REDIRECTS", err.curl)
+    assert.matches("Maximum (10) redirects followed", err.message, 1, true)
+    local t = tag("loop3")
+    err = raises("network", body_of, url("/hostile/loop?tag=" .. t), { follow_redirects = 3 })
+    assert.are.equal("TOO_MANY_REDIRECTS", err.curl)
+    assert.are.equal(4, srv:log(t).requests)
+  end)
+
+  it("err.message is the failure that ended the transfer, not one curl recovered from", function()
+    local c = fetch.client()
+    assert.are.equal("data: primed\n\n", table.concat((function()
+      local t = {}
+      for bytes in c:chunks(url("/hostile/rst?step=prime")) do t[#t + 1] = bytes end
+      return t
+    end)()))
+    -- The kept connection is reset under the next request: curl retries on a
+    -- new one (its error buffer keeps "Recv failure"), which then loops.
+    local err = raises("network", function() for _ in c:chunks(url("/hostile/rst?step=hit")) do end end)
+    c:close()
+    assert.are.equal("TOO_MANY_REDIRECTS", err.curl)
+    assert.is_nil(err.message:find("Recv failure", 1, true), err.message)
+    assert.is_nil(err.message:lower():find("reset", 1, true), err.message)
+  end)
+end)
+
 describe("slow and silent servers", function()
   it("idle_timeout fires on a server that sends its headers and then nothing", function()
     local t0 = now()

@@ -18,6 +18,11 @@
 **   ACCEPT_ENCODING still sends the header) and decode ourselves.
 ** - The connection may close inside the response headers: curl 7.88 then
 **   returns CURLE_OK, as if an empty response had ended (fs_stream_done).
+** - curl writes its error buffer once per transfer: a failure it recovered
+**   from (a reused connection reset, then a retry) keeps its message there
+**   and the real failure's is dropped. A new response clears ours.
+** - curl's request buffer holds 1 MiB and a response header line 100 KiB;
+**   past them it says "Out of memory" (fs_stream_done explains).
 */
 #define _POSIX_C_SOURCE 200809L
 #include "stream.h"
@@ -30,6 +35,7 @@
 #include <time.h>
 
 #define SCRATCH (64 * 1024)          /* decoded bytes per step into the queue */
+#define CURL_REQUEST_MAX (1024 * 1024) /* curl 7.88's request buffer */
 
 double fs_now_ms(void) {
   struct timespec ts;
@@ -75,6 +81,7 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud) {
     s->location_seen = 0;
     s->block_complete = 0;
     fs_decode_reset(&s->dec);
+    s->errbuf[0] = '\0'; /* an earlier, recovered failure is not this one's */
     return n;
   }
   if (len == 0) { /* end of this response's headers */
@@ -212,6 +219,11 @@ CURLcode fs_stream_prepare(fs_stream *s, fs_request *req) {
   s->idle_timeout_ms = req->idle_timeout_ms;
   s->total_timeout_ms = req->total_timeout_ms;
   s->decoding = req->accept_encoding;
+  s->request_bytes = strlen(req->url);
+  {
+    const struct curl_slist *h;
+    for (h = s->headers; h; h = h->next) s->request_bytes += strlen(h->data) + 2;
+  }
 
   SET(CURLOPT_PRIVATE, s);
   SET(CURLOPT_ERRORBUFFER, s->errbuf);
@@ -324,6 +336,18 @@ int fs_stream_held_back(const fs_stream *s) {
   return s->paused || s->backlog;
 }
 
+/* curl's "Out of memory" for one of its own limits, said as what it is. */
+static void explain_out_of_memory(fs_stream *s) {
+  long sent = 0;
+  curl_easy_getinfo(s->easy, CURLINFO_REQUEST_SIZE, &sent);
+  if (sent == 0 && s->request_bytes > CURL_REQUEST_MAX - 64 * 1024)
+    snprintf(s->errbuf, sizeof s->errbuf, "the request is larger than curl's limit of 1 MiB "
+             "for a request line and headers (URL and headers: %zu bytes)", s->request_bytes);
+  else if (sent > 0 && !s->headers_done)
+    snprintf(s->errbuf, sizeof s->errbuf, "a line of the response headers is longer than "
+             "curl's limit of %d bytes", CURL_MAX_HTTP_HEADER);
+}
+
 void fs_stream_done(fs_stream *s, CURLcode code) {
   if (s->fail_code) { /* we stopped it: our reason */
     code = s->fail_code;
@@ -337,6 +361,8 @@ void fs_stream_done(fs_stream *s, CURLcode code) {
       curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
       s->headers_done = 1;
     }
+  } else if (code == CURLE_OUT_OF_MEMORY) {
+    explain_out_of_memory(s);
   }
   s->code = code;
   s->end = code == CURLE_OK ? FS_END_OK : FS_END_CURL;

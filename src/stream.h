@@ -88,6 +88,7 @@ typedef struct fs_stream {
   char errbuf[CURL_ERROR_SIZE];       /* curl's message, or ours (see fs_stream_done) */
   CURLcode fail_code;                 /* set when we stopped the transfer: our reason */
   char fail_msg[CURL_ERROR_SIZE];
+  size_t request_bytes;               /* URL and header lines, to explain curl's request limit */
 } fs_stream;
 
 /* Create the easy handle. Returns 0 on success, -1 when curl cannot. */
