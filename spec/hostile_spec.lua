@@ -304,13 +304,13 @@ end)
 describe("the command-line tool against hostile servers", function()
   setup(function() h.build_for_children() end)
 
-  -- Exit status and seconds of `fetchstream args...`.
+  -- Exit status and seconds of `fetchstream args...`, run by h.lua().
   local function cli(args)
     local words = {}
     for i, a in ipairs(args) do words[i] = h.shell_quote(a) end
     local t0 = now()
-    local _, _, code = os.execute(h.child_env() .. " lua5.4 bin/fetchstream " .. table.concat(words, " ")
-      .. " </dev/null >/dev/null 2>&1")
+    local _, _, code = h.execute(("%s %s bin/fetchstream %s </dev/null >/dev/null 2>&1")
+      :format(h.child_env(), h.lua(), table.concat(words, " ")))
     return code, now() - t0
   end
 
