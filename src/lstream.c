@@ -20,6 +20,7 @@
 
 #define UV_BODY 2
 #define UV_CLIENT 3
+#define UV_BY_TRANSFER 2 /* of a client */
 
 typedef struct lclient {
   fs_client c;
@@ -55,19 +56,64 @@ static lstream *checkstream(lua_State *L, int idx) {
 
 /* ---------------------------------------------------------------- client */
 
-/* core.client() -> a new client (a curl multi handle) */
+/* core.client() -> a new client (a curl multi handle). User value 2 maps
+** each of its transfers (a light userdata) to its stream object, weakly: the
+** ready list hands back C transfers, Lua wants their objects. */
 static int client_new(lua_State *L) {
-  lclient *c = fs_newobject(L, sizeof *c, 1, CLIENT_T);
+  lclient *c = fs_newobject(L, sizeof *c, 2, CLIENT_T);
   c->closed = 1; /* until the multi handle exists */
+  lua_newtable(L);
+  lua_createtable(L, 0, 1); /* its metatable: weak values */
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  fs_setiuservalue(L, -2, UV_BY_TRANSFER);
   if (fs_client_init(&c->c) != 0) return luaL_error(L, "curl_multi_init failed");
   c->closed = 0;
   return 1;
 }
 
-/* core.client_perform(client) -> number of transfers still running */
-static int client_perform(lua_State *L) {
+/*
+** core.client_step(client, list) -> n: do all that can be done now without
+** blocking (client.h), then put the streams that have something new in
+** list[1..n] — and only those: a stream with no activity is not visited.
+*/
+static int client_step(lua_State *L) {
   lclient *c = checkclient(L, 1);
-  lua_pushinteger(L, fs_client_perform(&c->c));
+  fs_stream *s;
+  lua_Integer n = 0;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  fs_client_step(&c->c);
+  fs_getiuservalue(L, 1, UV_BY_TRANSFER); /* 3 */
+  while ((s = fs_client_next_ready(&c->c)) != NULL) {
+    lua_pushlightuserdata(L, s);
+    if (fs_rawget(L, 3) == LUA_TNIL) { /* collected meanwhile */
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_rawseti(L, 2, (int)++n);
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* core.client_timeout(client) -> seconds until a step is needed | nil when
+** nothing is pending */
+static int client_timeout(lua_State *L) {
+  lclient *c = checkclient(L, 1);
+  long ms = fs_client_timeout_ms(&c->c);
+  if (ms < 0) return 0;
+  lua_pushnumber(L, (lua_Number)ms / 1000.0);
+  return 1;
+}
+
+/* core.client_fileno(client) -> the descriptor readable on network activity
+** | nil where there is none */
+static int client_fileno(lua_State *L) {
+  lclient *c = checkclient(L, 1);
+  int fd = fs_client_fileno(&c->c);
+  if (fd < 0) return 0;
+  lua_pushinteger(L, fd);
   return 1;
 }
 
@@ -197,6 +243,11 @@ static int start_transfer(lua_State *L, lstream *s, int sidx, int client_idx,
                  curl_multi_strerror(mrc));
     return 2;
   }
+  fs_getiuservalue(L, client_idx, UV_BY_TRANSFER); /* by_transfer[s] = the stream */
+  lua_pushlightuserdata(L, &s->s);
+  lua_pushvalue(L, sidx);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   return 1;
 }
 
@@ -323,6 +374,29 @@ static int stream_times(lua_State *L) {
   return 2;
 }
 
+/* core.stream_wake(s, seconds | nil): put the stream on its client's ready
+** list after that many seconds (what a reconnecting stream waits on), or
+** cancel the wake-up. */
+static int stream_wake(lua_State *L) {
+  lstream *s = checkstream(L, 1);
+  double at = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Number secs = luaL_checknumber(L, 2);
+    at = fs_now_ms() + (secs > 0 ? (double)secs * 1000.0 : 0.0);
+    if (at == 0) at = 1;
+  }
+  if (s->s.client) fs_client_wake_at(s->s.client, &s->s, at);
+  return 0;
+}
+
+/* core.stream_ready(s): back on the client's ready list (a visit that an
+** error cut short). */
+static int stream_ready(lua_State *L) {
+  lstream *s = checkstream(L, 1);
+  if (s->s.client) fs_client_mark_ready(s->s.client, &s->s);
+  return 0;
+}
+
 /* core.stream_abort(s): stop the transfer now; queued bytes stay readable. */
 static int stream_abort(lua_State *L) {
   lstream *s = checkstream(L, 1);
@@ -375,7 +449,9 @@ static const luaL_Reg client_meta[] = {
 
 static const luaL_Reg functions[] = {
   {"client", client_new},
-  {"client_perform", client_perform},
+  {"client_step", client_step},
+  {"client_timeout", client_timeout},
+  {"client_fileno", client_fileno},
   {"client_wait", client_wait},
   {"client_free", client_gc},
   {"stream_start", stream_start},
@@ -386,6 +462,8 @@ static const luaL_Reg functions[] = {
   {"stream_end", stream_end},
   {"stream_times", stream_times},
   {"stream_abort", stream_abort},
+  {"stream_wake", stream_wake},
+  {"stream_ready", stream_ready},
   {"stream_free", stream_free},
   {"is_closed", is_closed},
   {"now", now},

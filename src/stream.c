@@ -93,6 +93,10 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud) {
     s->status = status;
     s->headers_done = 1;
     s->t_headers = fs_now_ms();
+    if (s->client) { /* news for the reader; the idle timeout starts */
+      fs_client_mark_ready(s->client, s);
+      fs_client_schedule(s->client, s);
+    }
     return n;
   }
   if (len >= 9 && strncasecmp(line, "location:", 9) == 0) s->location_seen = 1;
@@ -174,6 +178,7 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
     s->headers_done = 1;
     s->t_headers = now;
   }
+  if (s->client) fs_client_mark_ready(s->client, s);
   if (s->decoding && fs_decode_active(&s->dec)) {
     const char *in = bytes;
     size_t left = n;
@@ -195,6 +200,7 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
 
 int fs_stream_init(fs_stream *s) {
   memset(s, 0, sizeof *s);
+  s->heap_index = -1;
   s->easy = curl_easy_init();
   return s->easy ? 0 : -1;
 }
@@ -314,6 +320,7 @@ static void drain_backlog(fs_stream *s) {
 
 void fs_stream_consume(fs_stream *s, size_t n) {
   fs_chunk *c = s->head;
+  int was_held = fs_stream_held_back(s);
   if (!c) return;
   c->off += n;
   s->queued -= n;
@@ -330,6 +337,8 @@ void fs_stream_consume(fs_stream *s, size_t n) {
     rc = curl_easy_pause(s->easy, CURLPAUSE_CONT); /* may call on_write now */
     if (rc != CURLE_OK) end_now(s, rc); /* on_write failed on the bytes curl held */
   }
+  if (was_held && !fs_stream_held_back(s) && s->client)
+    fs_client_schedule(s->client, s); /* our silence is over: the timeouts run again */
 }
 
 int fs_stream_held_back(const fs_stream *s) {
@@ -377,6 +386,7 @@ void fs_stream_abort(fs_stream *s) {
 void fs_stream_free(fs_stream *s) {
   fs_chunk *c, *next;
   fs_stream_abort(s);
+  if (s->client) fs_client_forget(s->client, s);
   if (s->easy) curl_easy_cleanup(s->easy);
   s->easy = NULL;
   curl_slist_free_all(s->headers);

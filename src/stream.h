@@ -58,8 +58,15 @@ typedef struct fs_request {
 typedef struct fs_stream {
   CURL *easy;
   struct curl_slist *headers;
-  struct fs_client *client;           /* set while attached */
-  struct fs_stream *prev, *next;      /* the client's list */
+  /* the client: set from fs_client_add until the stream is freed */
+  struct fs_client *client;
+  int attached;                       /* on the client's multi handle (running) */
+  struct fs_stream *prev, *next;      /* the client's list of attached streams */
+  int heap_index;                     /* place in the client's deadline heap, -1: none */
+  double heap_at;                     /* the deadline it is filed under */
+  int ready;                          /* on the client's ready list */
+  struct fs_stream *ready_prev, *ready_next;
+  double wake_at;                     /* a wake-up the owner asked for (reconnect), 0: none */
   /* response */
   long status;                        /* final status, once headers_done */
   int headers_done;                   /* the final response's headers are in */

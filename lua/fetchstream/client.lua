@@ -24,6 +24,7 @@ local Client = core.Client.methods
 function _M.new()
   local c = core.client()
   c._active = {} -- callback streams still running (kept alive here)
+  c._ready = {} -- the streams one step found ready (reused)
   c._dispatching = false -- inside a user callback
   c._stepping = false -- inside _step
   return c
@@ -72,16 +73,18 @@ function Client:_start(fname, url, opts, callbacks, want)
   return s
 end
 
+-- Visit the streams the client found ready — only those: a stream with no
+-- activity costs nothing. Pull streams are advanced by their readers.
 local function step_streams(self)
-  core.client_perform(self)
-  local list, n = {}, 0
-  for s in pairs(self._active) do -- a snapshot: callbacks may start streams
-    n = n + 1
-    list[n] = s
-  end
+  local list, active = self._ready, self._active
+  local n = core.client_step(self, list)
   for i = 1, n do
     local s = list[i]
-    while stream.advance(s) do end
+    if active[s] then
+      s._visits = (s._visits or 0) + 1
+      while stream.advance(s) do end
+    end
+    list[i] = nil -- visited
   end
 end
 
@@ -93,7 +96,14 @@ function Client:_step()
   self._stepping = true
   local ok, err = pcall(step_streams, self)
   self._stepping = was
-  if not ok then error(err, 0) end
+  if not ok then
+    local list = self._ready -- the streams not visited (in full): due again
+    for i, s in pairs(list) do
+      if not core.is_closed(s) then core.stream_ready(s) end
+      list[i] = nil
+    end
+    error(err, 0)
+  end
 end
 
 local function raise_pending(c)
@@ -117,9 +127,7 @@ function Client:run(timeout)
     raise_pending(self)
     if next(self._active) == nil then return true end
     if deadline and now() >= deadline then return false end
-    local wake = deadline
-    for s in pairs(self._active) do wake = stream.wake_time(s, wake) end
-    core.client_wait(self, wake and wake - now() or 60)
+    core.client_wait(self, deadline and deadline - now() or 60) -- curl's and the streams' deadlines too
   end
 end
 

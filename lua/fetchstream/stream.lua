@@ -39,12 +39,6 @@ local function pop(q)
   return v
 end
 
---- The earlier of `wake` (nil: none) and the moment s waits to reconnect.
-function _M.wake_time(s, wake)
-  local at = s._reconnect_at
-  if at and (wake == nil or at < wake) then return at end
-  return wake
-end
 
 -- Ending ------------------------------------------------------------------
 
@@ -219,7 +213,8 @@ local function schedule_reconnect(s, reason, err)
   if total and s._reconnect_at > s._t0 + total then -- wake to end it in time
     s._reconnect_at = s._t0 + total
   end
-  core.stream_free(s) -- the old transfer goes; the stream object stays
+  core.stream_abort(s) -- the old transfer stops; the stream object stays
+  core.stream_wake(s, s._reconnect_at - now()) -- the client steps it then
   return true
 end
 
@@ -432,8 +427,7 @@ local function wait_for(s, deadline, ready)
       idle = false
     elseif idle then -- a step brought nothing: sleep until there is activity
       if deadline and now() >= deadline then return end
-      local wake = _M.wake_time(s, deadline)
-      core.client_wait(c, wake and wake - now() or 60)
+      core.client_wait(c, deadline and deadline - now() or 60) -- wakes for curl and deadlines too
       c:_step()
     else
       c:_step()
