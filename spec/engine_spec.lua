@@ -15,12 +15,12 @@ describe("the ready list", function()
   it("visits a stream only when it has something new", function()
     local c = fetch.client()
     finally(function() c:close() end)
-    local quiet, busy = {}, nil
+    local quiet = {}
     for i = 1, 20 do -- each sends its headers and one event, then nothing
       quiet[i] = c:stream(srv:url("/stall"), { onmessage = function() end })
     end
     local ticks = 0
-    busy = c:stream(srv:url("/forever?interval=10"), { onmessage = function() ticks = ticks + 1 end })
+    local busy = c:stream(srv:url("/forever?interval=10"), { onmessage = function() ticks = ticks + 1 end })
     c:run(0.6)
     assert.is_true(ticks >= 20, "the busy stream got " .. ticks .. " events")
     assert.is_true(busy._visits >= 20, "the busy stream was visited " .. tostring(busy._visits) .. " times")
