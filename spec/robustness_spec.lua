@@ -356,13 +356,15 @@ describe("callbacks get their stream as the last argument", function()
 end)
 
 describe("a client that goes away", function()
+  -- ends[i] counts the final callbacks of stream i, keyed by number, not by
+  -- the stream: a table holding the streams would hold their client too.
   local function streams_on(c, n, ends)
-    for _ = 1, n do
+    for i = 1, n do
       c:stream(srv:url("/stall"), {
         onmessage = function() end,
-        onabort = function(_, s) ends[s] = (ends[s] or 0) + 1 end,
-        onclose = function(s) ends[s] = (ends[s] or 0) + 100 end,
-        onerror = function(_, s) ends[s] = (ends[s] or 0) + 100 end,
+        onabort = function() ends[i] = (ends[i] or 0) + 1 end,
+        onclose = function() ends[i] = (ends[i] or 0) + 100 end,
+        onerror = function() ends[i] = (ends[i] or 0) + 100 end,
       })
     end
   end
@@ -394,8 +396,11 @@ describe("a client that goes away", function()
       streams_on(c, 5, ends)
       weak[1] = c
     end
-    collectgarbage()
-    collectgarbage()
+    -- (Lua 5.1 keeps what a finalizer sees for one more cycle)
+    for _ = 1, 4 do
+      if weak[1] == nil then break end
+      collectgarbage()
+    end
     assert.is_nil(weak[1])
     each_once(ends, 5)
   end)

@@ -26,6 +26,7 @@
 #define fs_setiuservalue(L, idx, n) lua_setiuservalue(L, idx, n)
 #define fs_rawget(L, idx) lua_rawget(L, idx)
 #define fs_pushlstring(L, s, len) lua_pushlstring(L, s, len)
+#define fs_absindex(L, idx) lua_absindex(L, idx)
 
 #elif LUA_VERSION_NUM == 501
 

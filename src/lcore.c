@@ -11,6 +11,7 @@ LUAMOD_API int luaopen_fetchstream_core(lua_State *L) {
   lua_setfield(L, -2, "_VERSION");
   fs_error_open(L);
   fs_parser_open(L);
-  fs_stream_open(L);
+  fs_client_open(L);
+  fs_transfer_open(L);
   return 1;
 }

@@ -341,6 +341,125 @@ void fs_stream_consume(fs_stream *s, size_t n) {
     fs_client_schedule(s->client, s); /* our silence is over: the timeouts run again */
 }
 
+/* ------------------------------------------------------------- readers */
+
+int fs_stream_set_mode(fs_stream *s, fs_mode mode, size_t max_size, unsigned flags,
+                       int want_bytes, const char *last_id, size_t last_id_len) {
+  s->mode = mode;
+  s->max_size = max_size;
+  s->want_bytes = want_bytes;
+  if (mode != FS_MODE_EVENTS) return 1;
+  sse_free(&s->parser);
+  sse_init(&s->parser, max_size, flags);
+  return sse_set_last_id(&s->parser, last_id ? last_id : "", last_id_len) != SSE_NOMEM;
+}
+
+/* A line the splitter holds still to be given: not a given one (it keeps its
+** LF until the next call), and only after a normal end (a line cut off by a
+** failure is dropped, not glued to what a reconnection brings). */
+static int line_left(const fs_stream *s) {
+  return s->line.len > 0 && s->line.ptr[s->line.len - 1] != '\n' && s->end == FS_END_OK;
+}
+
+int fs_stream_has_bytes(const fs_stream *s) {
+  return s->head != NULL || line_left(s);
+}
+
+fs_item fs_stream_next_event(fs_stream *s, sse_item *it) {
+  for (;;) {
+    sse_result r;
+    if (!s->in_active) { /* the next chunk of the queue */
+      const char *bytes;
+      size_t n = fs_stream_peek(s, &bytes);
+      if (n == 0) return FS_ITEM_NONE;
+      sse_input_set(&s->in, bytes, n);
+      s->in_len = n;
+      s->in_active = 1;
+      s->bytes_given = 0;
+    }
+    if (s->want_bytes && !s->bytes_given) { /* the chunk itself first */
+      s->bytes_given = 1;
+      it->data.ptr = s->in.pos;
+      it->data.len = s->in_len;
+      return FS_ITEM_BYTES;
+    }
+    r = sse_next(&s->parser, &s->in, it);
+    switch (r) {
+      case SSE_NEED_MORE: /* the parser is done with this chunk */
+        s->in_active = 0;
+        fs_stream_consume(s, s->in_len);
+        continue;
+      case SSE_EVENT: return FS_ITEM_EVENT;
+      case SSE_COMMENT: return FS_ITEM_COMMENT;
+      case SSE_RETRY: return FS_ITEM_RETRY;
+      case SSE_TOO_LARGE: return FS_ITEM_TOO_LARGE;
+      case SSE_NOMEM: return FS_ITEM_NOMEM;
+    }
+  }
+}
+
+static int line_append(fs_stream *s, const char *bytes, size_t n) {
+  if (s->line.len + n > s->line.cap) {
+    size_t cap = s->line.cap ? s->line.cap : 256;
+    char *p;
+    while (cap < s->line.len + n) cap *= 2;
+    p = realloc(s->line.ptr, cap);
+    if (!p) return 0;
+    s->line.ptr = p;
+    s->line.cap = cap;
+  }
+  memcpy(s->line.ptr + s->line.len, bytes, n);
+  s->line.len += n;
+  return 1;
+}
+
+/* A whole line found: without its CR, bounded by max_size. */
+static fs_item give_line(fs_stream *s, const char *ptr, size_t len, sse_slice *line) {
+  if (len > 0 && ptr[len - 1] == '\r') len--;
+  if (len > s->max_size) return FS_ITEM_TOO_LARGE;
+  line->ptr = len ? ptr : "";
+  line->len = len;
+  return FS_ITEM_LINE;
+}
+
+fs_item fs_stream_next_line(fs_stream *s, sse_slice *line) {
+  if (s->line_consume) { /* the line given last time lay in the head chunk */
+    size_t n = s->line_consume;
+    s->line_consume = 0;
+    fs_stream_consume(s, n);
+  }
+  if (s->line.len && s->line.ptr[s->line.len - 1] == '\n') s->line.len = 0; /* given already */
+  for (;;) {
+    const char *bytes, *nl;
+    size_t n = fs_stream_peek(s, &bytes);
+    if (n == 0) {
+      if (line_left(s)) { /* a last line without LF, as it is */
+        size_t len = s->line.len;
+        s->line.len = 0;
+        if (len > s->max_size) return FS_ITEM_TOO_LARGE;
+        line->ptr = s->line.ptr;
+        line->len = len;
+        return FS_ITEM_LINE;
+      }
+      return FS_ITEM_NONE;
+    }
+    nl = memchr(bytes, '\n', n);
+    if (!nl) { /* the line goes on in a later chunk */
+      if (!line_append(s, bytes, n)) return FS_ITEM_NOMEM;
+      fs_stream_consume(s, n);
+      if (s->line.len > s->max_size + 1) return FS_ITEM_TOO_LARGE; /* +1: a CR may go */
+      continue;
+    }
+    if (s->line.len == 0) { /* the whole line lies here: no copy */
+      s->line_consume = (size_t)(nl - bytes) + 1;
+      return give_line(s, bytes, (size_t)(nl - bytes), line);
+    }
+    if (!line_append(s, bytes, (size_t)(nl - bytes) + 1)) return FS_ITEM_NOMEM;
+    fs_stream_consume(s, (size_t)(nl - bytes) + 1);
+    return give_line(s, s->line.ptr, s->line.len - 1, line); /* its LF stays: cleared next call */
+  }
+}
+
 int fs_stream_held_back(const fs_stream *s) {
   return s->paused || s->backlog;
 }
@@ -387,6 +506,12 @@ void fs_stream_free(fs_stream *s) {
   fs_chunk *c, *next;
   fs_stream_abort(s);
   if (s->client) fs_client_forget(s->client, s);
+  sse_free(&s->parser);
+  free(s->line.ptr);
+  s->line.ptr = NULL;
+  s->line.len = s->line.cap = 0;
+  s->in_active = 0;
+  s->line_consume = 0;
   if (s->easy) curl_easy_cleanup(s->easy);
   s->easy = NULL;
   curl_slist_free_all(s->headers);

@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "decode.h"
+#include "sse.h"
 
 struct fs_client;
 
@@ -38,6 +39,25 @@ typedef enum fs_end {
   FS_END_TIMEOUT_TOTAL,      /* timeout passed */
   FS_END_ABORTED             /* fs_stream_abort() */
 } fs_end;
+
+/* How the reader takes the body out of the queue. */
+typedef enum fs_mode {
+  FS_MODE_RAW = 0, /* bytes as they came (fs_stream_peek/consume) */
+  FS_MODE_EVENTS,  /* SSE items, parsed where the bytes lie (fs_stream_next_event) */
+  FS_MODE_LINES    /* LF or CRLF lines (fs_stream_next_line) */
+} fs_mode;
+
+/* What fs_stream_next_event / fs_stream_next_line found. */
+typedef enum fs_item {
+  FS_ITEM_NONE = 0,  /* nothing more in the queue now */
+  FS_ITEM_EVENT,     /* an event: type, data, id */
+  FS_ITEM_RETRY,     /* a retry field: retry */
+  FS_ITEM_COMMENT,   /* a comment: data (only when asked for) */
+  FS_ITEM_BYTES,     /* the bytes of a chunk, before its events (when asked for) */
+  FS_ITEM_LINE,      /* a line: data, without its LF or CRLF */
+  FS_ITEM_TOO_LARGE, /* an event or a line over max_size: the reader has failed */
+  FS_ITEM_NOMEM      /* out of memory */
+} fs_item;
 
 /* What to send. Strings must outlive the transfer (the binding keeps them). */
 typedef struct fs_request {
@@ -86,6 +106,16 @@ typedef struct fs_stream {
   int backlog;                        /* the queue filled before the decoder gave all it could */
   char *held;                         /* undecoded body bytes of the backlog */
   size_t held_off, held_len, held_cap;
+  /* the reader: the parser or line splitter that owns the queue's bytes */
+  fs_mode mode;
+  int want_bytes;                     /* events mode: each chunk's bytes first (onchunk) */
+  sse_parser parser;                  /* events mode */
+  sse_input in;                       /* events mode: the head chunk being parsed */
+  size_t in_len;                      /* its length, consumed once used up */
+  int in_active, bytes_given;
+  sse_buf line;                       /* lines mode: a line cut across chunks */
+  size_t line_consume;                /* lines mode: head bytes to consume at the next call */
+  size_t max_size;                    /* the largest event or line */
   /* timing: milliseconds on the monotonic clock */
   double t_start, t_first_byte, t_last_byte, t_headers;
   long first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms;
@@ -111,6 +141,19 @@ void fs_stream_consume(fs_stream *s, size_t n);
 /* curl has finished the transfer with code: set end, code and errbuf to
 ** what really happened (called by the client, outside curl's callbacks). */
 void fs_stream_done(fs_stream *s, CURLcode code);
+/* Read the body as `mode` from now on (before the first read): events with
+** the parser's flags (SSE_WANT_*) and the last event ID it starts with, or
+** lines; both bounded by max_size. Returns 0 when out of memory. */
+int fs_stream_set_mode(fs_stream *s, fs_mode mode, size_t max_size, unsigned flags,
+                       int want_bytes, const char *last_id, size_t last_id_len);
+/* The next item of the queue in events mode; it->... point into the queue
+** or the parser and stay valid until the next call on the stream. */
+fs_item fs_stream_next_event(fs_stream *s, sse_item *it);
+/* The next line in lines mode (*line valid until the next call). A last
+** line without LF comes once the transfer has ended, as it is. */
+fs_item fs_stream_next_line(fs_stream *s, sse_slice *line);
+/* Whether the reader has bytes it has not handed out yet. */
+int fs_stream_has_bytes(const fs_stream *s);
 /* Whether the transfer waits for the reader (paused or with a backlog): its
 ** silence is then ours, not the server's. */
 int fs_stream_held_back(const fs_stream *s);

@@ -90,6 +90,13 @@ function Event:json() end
 ---@field cause? any `callback`: the value the callback raised.
 ---@field line? integer `protocol` from NDJSON: the number of the line that is not JSON.
 
+--- Where a stream is: it moves connecting -> open -> (waiting -> connecting ...) -> ended.
+---@alias fetchstream.StreamState
+---| "connecting" # the request is on its way, no accepted response yet
+---| "open"       # the response is accepted: its body is being read
+---| "waiting"    # waiting to reconnect (option `reconnect`)
+---| "ended"      # for good: see `reason`
+
 -- Options --------------------------------------------------------------------
 
 --- Reconnection settings (option `reconnect`): as EventSource, the stream
@@ -180,6 +187,7 @@ function Parser:close() end
 ---@field status? integer The response status (`nil` until the headers are in).
 ---@field headers? table<string, string> Response headers, lower-case names; repeated ones joined with `", "`.
 ---@field url? string The URL after redirects, credentials removed.
+---@field state fetchstream.StreamState Where it is: `"connecting"`, `"open"`, `"waiting"` (to reconnect), `"ended"`.
 ---@field reason? fetchstream.Reason `nil` while running, then `"done"`, `"aborted"` or the ending error's kind.
 ---@field error? fetchstream.Error The error that ended the stream.
 ---@field last_event_id string The last event ID (`""` if none).
@@ -200,6 +208,12 @@ function Stream:next(timeout) end
 ---@return fun(s: fetchstream.Stream): fetchstream.Event? iter
 ---@return fetchstream.Stream state
 function Stream:events() end
+
+--- `for data, event, id in s:values() do ... end`: the same events as three
+--- strings, without a table per event.
+---@return fun(s: fetchstream.Stream): string?, string?, string? iter
+---@return fetchstream.Stream state
+function Stream:values() end
 
 --- `for bytes in s:chunks() do ... end`: raw body bytes as they arrive.
 ---@return fun(s: fetchstream.Stream): string? iter
@@ -337,6 +351,18 @@ function Client:stream(url, opts) end
 ---@return fetchstream.Error? err
 function Client:open(url, opts) end
 
+--- `for data, event, id in c:values(url, opts) do ... end`: the events of one SSE
+--- response as three strings (data, type, id), without a table per event —
+--- the fast form. A `break` aborts the transfer (the stream is the closing
+--- value); the iterator raises the error that ends the stream.
+---@param url string
+---@param opts? fetchstream.RequestOptions
+---@return fun(s: fetchstream.Stream): string?, string?, string? iter
+---@return fetchstream.Stream state
+---@return nil control
+---@return fetchstream.Stream closing
+function Client:values(url, opts) end
+
 --- `for ev in c:events(url, opts) do ... end`: the events of one SSE
 --- response. A `break` aborts the transfer; the iterator raises the error
 --- that ends the stream.
@@ -408,7 +434,24 @@ function Client:chat(base_url, opts) end
 ---@return boolean done
 function Client:run(timeout) end
 
---- Abort every stream of the client and free it; idempotent.
+--- Do all the work that can be done now without blocking — curl, timeouts,
+--- reconnect waits, callbacks — and return: for a host event loop, with
+--- `c:fileno()` and `c:timeout()`. A `usage` error inside a callback.
+function Client:step() end
+
+--- A descriptor that is readable whenever one of the client's transfers has
+--- network activity (the epoll set), or `nil` where there is none (then a
+--- host steps on a timer).
+---@return integer? fd
+function Client:fileno() end
+
+--- Seconds until the next step is needed (curl's timer, a stream's deadline,
+--- a reconnect wait), or `nil` when nothing is pending.
+---@return number? seconds
+function Client:timeout() end
+
+--- Abort every stream of the client (each callback stream's `onabort` fires
+--- once) and free it; idempotent.
 function Client:close() end
 
 -- The module -----------------------------------------------------------------
@@ -445,6 +488,18 @@ function fetchstream.parser(opts) end
 ---@return fetchstream.Stream? s
 ---@return fetchstream.Error? err
 function fetchstream.open(url, opts) end
+
+--- `for data, event, id in fetch.values(url, opts) do ... end`: the events of one SSE
+--- response as three strings (data, type, id), without a table per event —
+--- the fast form. A `break` aborts the transfer (the stream is the closing
+--- value); the iterator raises the error that ends the stream.
+---@param url string
+---@param opts? fetchstream.RequestOptions
+---@return fun(s: fetchstream.Stream): string?, string?, string? iter
+---@return fetchstream.Stream state
+---@return nil control
+---@return fetchstream.Stream closing
+function fetchstream.values(url, opts) end
 
 --- `for ev in fetch.events(url, opts) do ... end`: the events of one SSE
 --- response. The stream is the loop's closing value: a `break`, or an error

@@ -1,88 +1,103 @@
 --- Clients: one curl multi handle each, driving any number of streams.
 -- `fetch.open`, `fetch.events`, `fetch.stream`, `fetch.run`, ... are the
 -- methods of a default client; `fetch.client()` makes another.
+--
+-- A client is a plain Lua table over a C handle (`_handle`): the handle
+-- keeps curl's sockets and every deadline and knows which streams have
+-- something new; the loop here visits only those, and runs every user
+-- callback through one protected dispatch.
 -- @module fetchstream.client
 
 local core = require "fetchstream.core"
-local request = require "fetchstream.request"
 local stream = require "fetchstream.stream"
 local chat = require "fetchstream.chat"
 local json = require "fetchstream.json"
-local lines = require "fetchstream.lines"
-
-local error, ipairs, next, pairs, pcall, tostring, type, warn =
-  error, ipairs, next, pairs, pcall, tostring, type, warn -- luacheck: ignore 113 (5.4 only)
-local now = core.now
 local options = require "fetchstream.options"
+
+local error, getmetatable, ipairs, next, pairs, pcall, setmetatable, tostring, type, warn =
+  error, getmetatable, ipairs, next, pairs, pcall, setmetatable, tostring, type, warn -- luacheck: ignore 113
+local newproxy = newproxy -- luacheck: ignore 113 (5.1 only)
+local now = core.now
 local usage = options.usage
+local next_event, next_value, next_chunk, next_line =
+  stream.next_event, stream.next_value, stream.next_chunk, stream.next_line
 
 local _M = {}
 
-local Client = core.Client.methods
+local Client = {}
+Client.__index = Client
+Client.__name = "fetchstream.Client"
+
+-- Ctrl-C in the standalone interpreter: lua.c raises "interrupted!" wherever
+-- the script is. It is the user stopping the script, not a callback failing.
+local function is_interrupt(err)
+  return type(err) == "string" and err:find("interrupted!$") ~= nil
+end
+
+--- The one protected dispatch of every user callback: fn(...) with the
+-- client marked as inside a callback (no waiting there). Returns ok, err;
+-- Ctrl-C is raised on, up to the caller of run() or of the loop.
+function Client:_dispatch(fn, ...)
+  local was = self._dispatching
+  self._dispatching = true
+  local ok, err = pcall(fn, ...)
+  self._dispatching = was
+  if not ok and is_interrupt(err) then error(err, 0) end
+  return ok, err
+end
+
+--- A final callback (onclose, onerror, onabort): its error has nowhere to
+-- go. Inside the client's loop it is kept for run() to raise; elsewhere (an
+-- abort from plain code) it is raised at once.
+function Client:_final(fn, ...)
+  local ok, err = self:_dispatch(fn, ...)
+  if ok then return end
+  if self._stepping then
+    if self._raise == nil then self._raise = err end
+  else
+    error(err, 0)
+  end
+end
 
 --- A new client.
 function _M.new()
-  local c = core.client()
-  c._active = {} -- callback streams still running (kept alive here)
-  c._ready = {} -- the streams one step found ready (reused)
-  c._dispatching = false -- inside a user callback
-  c._stepping = false -- inside _step
+  local c = setmetatable({
+    _handle = core.client(), -- the C side: curl multi handle, sockets, deadlines
+    _active = {},            -- callback streams still running (kept alive here)
+    _ready = {},             -- the streams one step found ready (reused)
+    _dispatching = false,    -- inside a user callback
+    _stepping = false,       -- inside a step
+    _raise = nil,            -- an error of a final callback, for run() to raise
+    _closed = false,         -- c:close() was called (the handle may go first in a collection)
+    _gc = nil,               -- Lua 5.1: the proxy whose finalizer is the client's
+  }, Client)
+  if newproxy and _VERSION == "Lua 5.1" then -- tables have no __gc there: a proxy does it
+    local proxy = newproxy(true)
+    getmetatable(proxy).__gc = function() Client.__gc(c) end
+    c._gc = proxy
+  end
   return c
 end
 
--- Does a callback stream read events? With an event handler, a retry or
--- comment hook, or reconnection (which follows the event IDs) it does; with
--- onchunk alone it takes any body.
-local function callback_events(opts)
-  return opts.onmessage ~= nil or opts.on ~= nil or opts.onretry ~= nil
-    or opts.oncomment ~= nil or (opts.reconnect ~= nil and opts.reconnect ~= false)
-end
-
---- Start a transfer. `want` is what a pull stream reads ("events", "chunks",
--- "lines" or nil until a reader says); `callbacks` makes a callback stream.
-function Client:_start(fname, url, opts, callbacks, want)
-  if core.is_closed(self) then usage("attempt to use a closed client ('%s')", fname) end
+--- Start a stream: see stream.new.
+function Client:_start(fname, url, opts, callbacks, what)
+  if self._closed then usage("attempt to use a closed client ('%s')", fname) end
   if not callbacks and self._dispatching then
     usage("'%s' cannot wait for data from inside a callback: use a callback stream", fname)
   end
-  local events = callbacks and callback_events(type(opts) == "table" and opts or {}) or want == "events"
-  local req, checked = request.build(fname, url, opts, callbacks, events and "text/event-stream" or nil)
-  request.set_last_event_id(req, checked.last_event_id)
-  local s, err = core.stream_start(self, req)
-  if not s then error(err, 0) end
-  s._client = self
-  s._opts = checked
-  s._queue = stream.queue()
-  -- "raw": a callback stream that only wants onchunk still reads its body.
-  s._want = events and "events" or callbacks and "raw" or want
-  s._max = checked.max_event_size or request.DEFAULT_MAX_EVENT_SIZE
-  s._lines = lines.splitter(s._max) -- lines readers: the line not ended yet
-  local queue = s._queue
-  s._push_line = function(line) stream.push(queue, line) end
-  s.last_event_id = checked.last_event_id or ""
-  s._req = req
-  s._safe_url = request.safe_url(url) -- what errors name
-  s.reconnects = 0 -- how many times it connected again
-  s._t0 = now() -- `timeout` covers every connection of a reconnecting stream
-  s._reconnect = request.reconnect_policy(checked.reconnect)
-  s._parser = stream.new_parser(s)
-  if callbacks then
-    s._callbacks = checked
-    self._active[s] = true
-  end
-  return s
+  return stream.new(self, fname, url, opts, callbacks, what)
 end
 
--- Visit the streams the client found ready — only those: a stream with no
+-- Visit the streams the handle found ready — only those: a stream with no
 -- activity costs nothing. Pull streams are advanced by their readers.
-local function step_streams(self)
-  local list, active = self._ready, self._active
-  local n = core.client_step(self, list)
+local function visit_ready(self)
+  local list, active, advance = self._ready, self._active, stream.advance
+  local n = self._handle:step(list)
   for i = 1, n do
     local s = list[i]
     if active[s] then
-      s._visits = (s._visits or 0) + 1
-      while stream.advance(s) do end
+      s._visits = s._visits + 1
+      while advance(s) do end
     end
     list[i] = nil -- visited
   end
@@ -94,12 +109,12 @@ end
 function Client:_step()
   local was = self._stepping
   self._stepping = true
-  local ok, err = pcall(step_streams, self)
+  local ok, err = pcall(visit_ready, self)
   self._stepping = was
   if not ok then
-    local list = self._ready -- the streams not visited (in full): due again
+    local list = self._ready -- the streams not visited in full: due again
     for i, s in pairs(list) do
-      if not core.is_closed(s) then core.stream_ready(s) end
+      if not s._transfer:closed() then s._transfer:ready() end
       list[i] = nil
     end
     error(err, 0)
@@ -114,12 +129,38 @@ local function raise_pending(c)
   end
 end
 
+local function check_loop(c, fname)
+  if c._closed then usage("attempt to use a closed client ('%s')", fname) end
+  if c._dispatching then usage("%s() cannot be called from inside a callback", fname) end
+end
+
+--- `c:step()`: do all the work that can be done now without blocking —
+-- curl, timeouts, reconnect waits, callbacks — and return. For a host event
+-- loop, with c:fileno() and c:timeout().
+function Client:step()
+  check_loop(self, "step")
+  self:_step()
+  raise_pending(self)
+end
+
+--- `c:fileno()` -> a descriptor that is readable whenever one of the
+-- client's transfers has network activity; nil where there is none (then a
+-- host steps on a timer).
+function Client:fileno()
+  return self._handle:fileno()
+end
+
+--- `c:timeout()` -> seconds until the next step is needed (curl's timer, a
+-- stream's deadline, a reconnect wait), or nil when nothing is pending.
+function Client:timeout()
+  return self._handle:timeout()
+end
+
 --- `c:run([timeout])`: drive every callback stream until all have ended.
 -- Returns true, or false when `timeout` seconds passed first. Raises an
 -- error thrown by an onclose/onerror/onabort callback, after its stream ended.
 function Client:run(timeout)
-  if core.is_closed(self) then usage("attempt to use a closed client ('run')") end
-  if self._dispatching then usage("run() cannot be called from inside a callback") end
+  check_loop(self, "run")
   options.check_delay_arg("run", 1, timeout)
   local deadline = timeout and now() + timeout
   while true do
@@ -127,7 +168,7 @@ function Client:run(timeout)
     raise_pending(self)
     if next(self._active) == nil then return true end
     if deadline and now() >= deadline then return false end
-    core.client_wait(self, deadline and deadline - now() or 60) -- curl's and the streams' deadlines too
+    self._handle:wait(deadline and deadline - now() or 60) -- wakes for curl and deadlines too
   end
 end
 
@@ -136,14 +177,14 @@ function Client:stream(url, opts)
   return self:_start("stream", url, opts, true)
 end
 
-local function accepted(s) return s._response and not s._refused end
+local function answered(s) return s.status ~= nil and s._refused == nil end
 
 --- `c:open(url, opts)`: a stream once its response headers are in, or
 -- nil, err (http for a non-2xx status, network, timeout).
 function Client:open(url, opts)
   if self._dispatching then usage("'open' cannot wait for a response from inside a callback") end
   local s = self:_start("open", url, opts, false, nil)
-  stream.wait_for(s, nil, accepted)
+  stream.wait_for(s, nil, answered)
   if s.reason and s.error then
     local err = s.error
     s:close()
@@ -152,24 +193,30 @@ function Client:open(url, opts)
   return s
 end
 
-local function iterate(self, fname, url, opts, want, step)
-  local s = self:_start(fname, url, opts, false, want)
+local function iterate(self, fname, url, opts, what, step)
+  local s = self:_start(fname, url, opts, false, what)
   return step, s, nil, s -- the stream is the closing value: break aborts it
 end
 
 --- `for ev in c:events(url, opts)`: the events of one SSE response.
 function Client:events(url, opts)
-  return iterate(self, "events", url, opts, "events", stream.next_event)
+  return iterate(self, "events", url, opts, "events", next_event)
+end
+
+--- `for data, event, id in c:values(url, opts)`: the same, as three strings
+-- (no table per event).
+function Client:values(url, opts)
+  return iterate(self, "values", url, opts, "events", next_value)
 end
 
 --- `for bytes in c:chunks(url, opts)`: the raw body as it arrives.
 function Client:chunks(url, opts)
-  return iterate(self, "chunks", url, opts, "chunks", stream.next_chunk)
+  return iterate(self, "chunks", url, opts, "chunks", next_chunk)
 end
 
 --- `for line in c:lines(url, opts)`: the body's lines (LF or CRLF).
 function Client:lines(url, opts)
-  return iterate(self, "lines", url, opts, "lines", stream.next_line)
+  return iterate(self, "lines", url, opts, "lines", next_line)
 end
 
 --- `c:each(url, opts, fn)`: the events of one SSE response, each handed to
@@ -182,7 +229,7 @@ function Client:each(url, opts, fn)
   if options.callable(fn) then usage("bad argument #3 to 'each' (function expected, got %s)", type(fn)) end
   local s = self:_start("each", url, opts, false, "events")
   local ok, err = pcall(function()
-    for ev in stream.next_event, s do
+    for ev in next_event, s do
       if fn(ev, s) == false then return end
     end
   end)
@@ -200,7 +247,7 @@ function Client:ndjson(url, opts)
   local lineno = 0
   local function step(st)
     while true do
-      local line = stream.next_line(st)
+      local line = next_line(st)
       if line == nil then return nil end
       lineno = lineno + 1
       local value, err = json.ndjson_line(line, lineno)
@@ -222,10 +269,11 @@ end
 --- `c:close()`: abort every stream on the client (each callback stream's
 -- onabort fires once) and free it. Idempotent.
 function Client:close()
-  if core.is_closed(self) then return end
+  if self._closed then return end
+  self._closed = true
   local list = {}
   for s in pairs(self._active) do list[#list + 1] = s end
-  core.client_free(self)
+  self._handle:close()
   local first_err
   for _, s in ipairs(list) do -- every stream ends, even if an onabort raises
     local ok, err = pcall(s.abort, s)
@@ -233,15 +281,15 @@ function Client:close()
   end
   if first_err ~= nil then error(first_err, 0) end
 end
+Client.__close = Client.close
 
-core.Client.__close = function(c) c:close() end
 -- A client collected with streams still running ends them as aborted too,
 -- from its finalizer: onabort fires there, and what it raises becomes a
--- warning (Lua's rule for finalizers).
-core.Client.__gc = function(c)
-  if core.is_closed(c) then return end
+-- warning (Lua's rule for finalizers; 5.1 has no warnings: it is dropped).
+function Client.__gc(c)
+  if c._closed then return end
   local ok, err = pcall(Client.close, c)
-  if not ok and warn then -- Lua 5.4's warnings; 5.1 has none
+  if not ok and warn then
     warn("fetchstream: error in a callback run by a client's finalizer: ", tostring(err))
   end
 end

@@ -37,7 +37,7 @@ _M.DEFAULT_MAX_EVENT_SIZE = sse.DEFAULT_MAX_EVENT_SIZE
 local default_client
 
 local function default()
-  if default_client == nil or core.is_closed(default_client) then
+  if default_client == nil or default_client._closed then
     default_client = client.new()
   end
   return default_client
@@ -56,6 +56,10 @@ function _M.events(url, opts) return default():events(url, opts) end
 -- events of one SSE response; returning false or raising aborts at once.
 -- The form to prefer on LuaJIT, where `break` cannot close a stream.
 function _M.each(url, opts, fn) return default():each(url, opts, fn) end
+
+--- `for data, event, id in fetch.values(url, opts) do ... end`: the events as
+-- three strings, no table per event (break aborts the transfer)
+function _M.values(url, opts) return default():values(url, opts) end
 
 --- `for bytes in fetch.chunks(url, opts) do ... end`
 function _M.chunks(url, opts) return default():chunks(url, opts) end

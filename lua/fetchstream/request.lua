@@ -19,9 +19,18 @@ _M.DEFAULT_MAX_REDIRECTS = 10
 _M.QUEUE_LIMIT = 1024 * 1024
 _M.USER_AGENT = "fetchstream/" .. core._VERSION
 
+-- The versions the C core knows (listed there once, core.HTTP_VERSIONS).
+local HTTP_VERSIONS_TEXT
+do
+  local names = {}
+  for name in pairs(core.HTTP_VERSIONS) do names[#names + 1] = ("%q"):format(name) end
+  table.sort(names)
+  HTTP_VERSIONS_TEXT = "one of " .. table.concat(names, ", ")
+end
+
 local function http_version(v)
-  if v == "1.0" or v == "1.1" or v == "2" or v == "2-prior-knowledge" then return nil end
-  return '"1.0", "1.1", "2" or "2-prior-knowledge"'
+  if type(v) == "string" and core.HTTP_VERSIONS[v] then return nil end
+  return HTTP_VERSIONS_TEXT
 end
 
 local function redirects(v)
@@ -140,7 +149,7 @@ end
 
 --- Check `url` and `opts` for the function `fname`; `callbacks` says whether
 -- callback options are allowed. `accept` is the default Accept header, if any.
--- Returns the request table for core.stream_start and the checked options.
+-- Returns the request table for core.transfer and the checked options.
 function _M.build(fname, url, opts, callbacks, accept)
   if type(url) ~= "string" then
     usage("bad argument #1 to '%s' (URL string expected, got %s)", fname, type(url))
@@ -202,21 +211,6 @@ function _M.build(fname, url, opts, callbacks, accept)
     queue_limit = _M.QUEUE_LIMIT,
   }
   return req, opts
-end
-
-_M.DEFAULT_RECONNECT_DELAY = 3
-_M.DEFAULT_RECONNECT_MAX_DELAY = 30
-
---- The reconnect option as { retries =, delay =, max_delay = }, or nil.
-function _M.reconnect_policy(opt)
-  if not opt then return nil end
-  local t = type(opt) == "table" and opt or {}
-  return {
-    retries = t.retries, -- nil: no limit, as EventSource
-    delay = t.delay or _M.DEFAULT_RECONNECT_DELAY,
-    max_delay = t.max_delay or _M.DEFAULT_RECONNECT_MAX_DELAY,
-    failures = 0, -- consecutive reconnections without an event in between
-  }
 end
 
 --- Set req.headers for one connection: the request's own headers and, when

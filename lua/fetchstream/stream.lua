@@ -1,28 +1,42 @@
---- Streams: reading a response as events, chunks or lines, and how a stream
--- ends. One state machine, `advance`, does all the work that can be done now
--- without blocking; pull readers (s:next, s:events, ...) loop on it and drive
--- the client, callback streams are advanced by the client's loop.
+--- Streams: one HTTP response read as events, values, chunks or lines, and
+-- how it ends. A stream is a plain Lua table built by `new`, which lists
+-- every field; its `state` moves connecting -> open -> (waiting ->
+-- connecting ...) -> ended, checked in `set_state`. The bytes and the parser
+-- live in its C transfer handle (`_transfer`); this file keeps the policy.
+--
+-- One function, `advance`, does the work that can be done now without
+-- blocking: take in the response headers, deliver items to callbacks, notice
+-- the end. The client's loop calls it for the streams it finds ready; pull
+-- readers call it while they wait.
 -- @module fetchstream.stream
 
 local core = require "fetchstream.core"
 local request = require "fetchstream.request"
+local reconnect = require "fetchstream.reconnect"
+local options = require "fetchstream.options"
 local json = require "fetchstream.json"
 
-local error, pcall, tonumber, tostring, type = error, pcall, tonumber, tostring, type
+local error, setmetatable, tostring, type = error, setmetatable, tostring, type
 local table_concat = table.concat
 local now = core.now
-
-local options = require "fetchstream.options"
 local usage = options.usage
 
-local _M = {}
+local Transfer = core.Transfer
+local next_event_of, next_line_of, read_of = Transfer.next_event, Transfer.next_line, Transfer.read
 
-local Stream = core.Stream.methods
+local _M = {}
 
 local READ_SIZE = 64 * 1024       -- body bytes taken from the C queue at once
 local ERROR_BODY_MAX = 64 * 1024  -- what an http error keeps of the body
 
--- A FIFO queue of values for pull readers.
+local Stream = {}
+Stream.__index = Stream
+Stream.__name = "fetchstream.Stream"
+_M.Stream = Stream
+
+local Event = core.Event -- fetchstream.sse gives it ev:json()
+
+-- A FIFO queue of values (the chat helper's pending texts).
 local function queue() return { first = 1, last = 0 } end
 
 local function push(q, v)
@@ -38,26 +52,26 @@ local function pop(q)
   q.first = i + 1
   return v
 end
+_M.queue, _M.push, _M.pop = queue, push, pop
 
+-- State -----------------------------------------------------------------------
 
--- Ending ------------------------------------------------------------------
+-- The states and the moves allowed between them.
+local MOVES = {
+  connecting = { open = true, waiting = true, ended = true }, -- waiting: a 429/503, a failure
+  open = { waiting = true, ended = true },                    -- waiting: reconnection
+  waiting = { connecting = true, ended = true },
+  ended = {},
+}
 
--- Run a final callback (onclose, onerror, onabort) as fn(..., s). Its error
--- has nowhere to go: inside the client's loop it is kept for run() to raise;
--- elsewhere (an abort from plain code) it is raised at once.
-local function final_call(s, fn, ...)
-  local c = s._client
-  local was = c._dispatching
-  c._dispatching = true
-  local ok, err = pcall(fn, ...)
-  c._dispatching = was
-  if ok then return end
-  if c._stepping then
-    if c._raise == nil then c._raise = err end
-  else
-    error(err, 0)
+local function set_state(s, state)
+  if not MOVES[s.state][state] then
+    error(("fetchstream: a stream cannot go from %s to %s"):format(s.state, state), 2)
   end
+  s.state = state
 end
+
+-- Ending --------------------------------------------------------------------------
 
 --- `err` with the request of stream s written in: err.method and err.url
 -- (credentials removed), which tostring(err) shows. Returns err.
@@ -67,6 +81,15 @@ local function about(s, err)
 end
 _M.about = about
 
+local function close_transfer(s)
+  local t = s._transfer
+  if t:closed() then return end
+  if s._mode == "events" then s.last_event_id = t:last_event_id() end
+  s._ttfb, s._elapsed = t:times()
+  t:close()
+  s._mode = nil -- nothing more to read
+end
+
 --- End the stream, exactly once: set `reason` (and `error`, which learns the
 -- request it ended), free the transfer, and in callback mode fire exactly
 -- one of onclose / onabort / onerror. `why` is the value given to abort().
@@ -74,59 +97,33 @@ local function finish(s, reason, err, why)
   if s.reason then return end
   if err then about(s, err) end
   s.reason, s.error = reason, err
+  set_state(s, "ended")
   s._client._active[s] = nil
-  if not core.is_closed(s) then s._ttfb, s._elapsed = core.stream_times(s) end
-  core.stream_free(s)
+  close_transfer(s)
   local cb = s._callbacks
   if not cb then return end
+  local c = s._client
   if reason == "done" then
-    if cb.onclose then final_call(s, cb.onclose, s) end
+    if cb.onclose then c:_final(cb.onclose, s) end
   elseif reason == "aborted" then
-    if cb.onabort then final_call(s, cb.onabort, why, s) end
+    if cb.onabort then c:_final(cb.onabort, why, s) end
   elseif cb.onerror then
-    final_call(s, cb.onerror, err, s)
+    c:_final(cb.onerror, err, s)
   end
 end
 _M.finish = finish
 
--- Ctrl-C in the standalone interpreter: lua.c raises "interrupted!" wherever
--- the script is. It is the user stopping the script, not a callback failing.
-local function is_interrupt(err)
-  return type(err) == "string" and err:find("interrupted!$") ~= nil
-end
-
---- Call a user callback of this stream, protected. When it raises, the
--- stream gets no further callbacks and ends with a `callback` error; Ctrl-C
--- goes on up to the caller of run() or of the loop, the stream untouched.
+--- Call a user callback of stream s, protected (the client's dispatch).
+-- When it raises, the stream gets no further callbacks and ends with a
+-- `callback` error. Returns whether the stream goes on.
 local function call(s, name, fn, ...)
   if s.reason then return false end -- an ended stream gets no more callbacks
-  local c = s._client
-  local was = c._dispatching
-  c._dispatching = true
-  local ok, err = pcall(fn, ...)
-  c._dispatching = was
-  if not ok and is_interrupt(err) then error(err, 0) end
+  local ok, err = s._client:_dispatch(fn, ...)
   if not ok then
     finish(s, "callback", core.error("callback", ("%s raised: %s"):format(name, tostring(err)),
       { cause = err }))
   end
   return ok and not s.reason
-end
-
---- A parser for the stream's next connection. The last event ID carries
--- over (it is sent as Last-Event-ID); the rest starts afresh, as for a new
--- EventSource connection. Its hooks run inside p:feed, protected like every
--- callback.
-function _M.new_parser(s)
-  local opts = s._opts
-  local onretry, oncomment = opts.onretry, opts.oncomment
-  return core.parser(s._max,
-    function(ms)
-      s.retry = ms
-      if onretry then call(s, "onretry", onretry, ms, s) end
-    end,
-    oncomment and function(text) call(s, "oncomment", oncomment, text, s) end,
-    s.last_event_id)
 end
 
 local TIMEOUT_OPTION = {
@@ -149,78 +146,37 @@ end
 
 -- How the transfer ended, as a reason and an error object.
 local function outcome(s)
-  local what, a, b, c = core.stream_end(s)
+  local what, a, b, c = s._transfer:result()
   if what == "done" or what == "aborted" then return what end
   if what == "timeout" then return "timeout", timeout_error(s, a) end
   return "network", core.error("network", c, { code = a, curl = b })
 end
 
--- Reconnection (EventSource's rules; off unless the reconnect option is set)
+-- Reconnection ---------------------------------------------------------------------
 
--- The jitter of reconnection delays must differ between processes, or
--- clients that lost the same server come back in step. Lua 5.4 seeds
--- math.random from the time and an address at startup; LuaJIT starts every
--- process on the same sequence unless the host seeds it (Neovim does not).
--- So on 5.1 the jitter comes from a generator of its own, seeded the way 5.4
--- seeds, and math.random and its seed stay the user's.
-local random = math.random
-if _VERSION == "Lua 5.1" then
-  local MOD = 2147483648 -- 2^31: every product below stays exact in a double
-  local address = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
-  local state = math.floor(now() * 1e6 + address % MOD) % MOD
-  random = function()
-    -- state * 1103515245 + 12345 mod 2^31, the multiplier in two halves
-    state = (state * 20077 + (state * 16838 % 32768) * 65536 + 12345) % MOD
-    return state / MOD
-  end
-end
-
--- Seconds from a Retry-After header (delay-seconds form), or nil.
-local function retry_after(headers)
-  local v = headers and headers["retry-after"]
-  local secs = v and tonumber(v:match("^%s*(%d+)%s*$"))
-  return secs
-end
-
---- Instead of ending with (reason, err), wait and connect again, when the
--- stream reconnects and the ending allows it. Returns true if it will.
-local function schedule_reconnect(s, reason, err)
-  local rc = s._reconnect
-  if not rc then return false end
-  local wait_for_server
-  if reason == "http" then
-    if err.status ~= 429 and err.status ~= 503 then return false end
-    wait_for_server = retry_after(err.headers)
-  elseif reason == "timeout" then
-    if err.timeout == "total" then return false end
-  elseif reason ~= "network" and reason ~= "done" then
-    return false -- aborted, protocol, callback, api, eof: for good
-  end
-  if reason == "done" and s.status == 204 then return false end -- 204: stop for good
-  rc.failures = rc.failures + 1
-  if rc.retries and rc.failures > rc.retries then return false end
-  local base = s.retry and s.retry / 1000 or rc.delay -- the reconnection time
-  local cap = math.max(rc.max_delay, base) -- max_delay never shortens it
-  local wait = math.min(cap, base * 2 ^ (rc.failures - 1) * (1 + 0.2 * random()))
-  if wait_for_server then wait = math.max(wait_for_server, base) end
+--- End with (reason, err), or, when the stream reconnects and the ending
+-- allows it, wait and connect again (state `waiting`).
+local function settle(s, reason, err)
+  local wait = reconnect.wait(s._reconnect, reason, err, s.status, s.retry)
+  if not wait then return finish(s, reason, err) end
   local onreconnect = s._opts.onreconnect
   if onreconnect then
     local info = { attempt = s.reconnects + 1, delay = wait, error = reason ~= "done" and err or nil }
-    if not call(s, "onreconnect", onreconnect, info, s) then return true end -- it ended the stream
+    if not call(s, "onreconnect", onreconnect, info, s) then return end -- it ended the stream
   end
-  s._reconnect_at = now() + wait
-  local total = s._opts.timeout
-  if total and s._reconnect_at > s._t0 + total then -- wake to end it in time
-    s._reconnect_at = s._t0 + total
-  end
-  core.stream_abort(s) -- the old transfer stops; the stream object stays
-  core.stream_wake(s, s._reconnect_at - now()) -- the client steps it then
-  return true
+  local total, at = s._opts.timeout, now() + wait
+  if total and at > s._t0 + total then at = s._t0 + total end -- wake to end it in time
+  set_state(s, "waiting")
+  local t = s._transfer
+  if s._mode == "events" then s.last_event_id = t:last_event_id() end
+  t:abort() -- the old transfer stops; the handle stays for the next one
+  t:wake(at - now()) -- the client steps it then
+  s._reconnect_at = at
 end
 
 -- Connect again: same request, the last event ID in Last-Event-ID, and what
 -- is left of the whole-transfer timeout.
-local function reconnect(s)
+local function connect_again(s)
   s._reconnect_at = nil
   local total = s._opts.timeout
   if total then
@@ -228,14 +184,16 @@ local function reconnect(s)
     if left <= 0 then return finish(s, "timeout", timeout_error(s, "total")) end
     s._req.timeout = math.ceil(left * 1000)
   end
-  s._response, s._refused, s._ct_checked = nil, nil, nil
-  s._lines:clear() -- a line cut off by the drop is not glued to the next
+  set_state(s, "connecting")
+  s._refused, s._mode = nil, nil
+  s.status, s.headers = nil, nil
   s.reconnects = s.reconnects + 1
   request.set_last_event_id(s._req, s.last_event_id)
-  s._parser = _M.new_parser(s)
-  local ok, err = core.stream_restart(s, s._req)
+  local ok, err = s._transfer:restart(s._req, s)
   if not ok then finish(s, err.kind, err) end
 end
+
+-- The response ---------------------------------------------------------------------
 
 -- The readable part of an error body: a JSON API's message, else the text.
 local function body_message(body, decoded)
@@ -248,7 +206,7 @@ local function body_message(body, decoded)
   return json.preview(body:gsub("%s+", " "):match("^ *(.-) *$"), 200)
 end
 
--- Finish a stream whose response was refused (http status or content type),
+-- End a stream whose response was refused (http status or content type),
 -- once its body is in (up to ERROR_BODY_MAX bytes).
 local function refuse(s)
   local body = table_concat(s._refused.body)
@@ -258,157 +216,155 @@ local function refuse(s)
   local message = body_message(body, fields.json)
   if s._refused.kind == "http" then
     if message == "" then message = "HTTP status " .. s.status end
-    local err = core.error("http", message, fields)
-    if schedule_reconnect(s, "http", err) then return end
-    return finish(s, "http", err)
+    return settle(s, "http", core.error("http", message, fields))
   end
   finish(s, "protocol", core.error("protocol", s._refused.message, fields))
 end
-
--- Checks when the response arrives ------------------------------------------
 
 local function refuse_later(s, kind, message)
   s._refused = { kind = kind, message = message, body = {}, size = 0 }
 end
 
--- An event reader needs text/event-stream (EventSource's rule: parameters
--- ignored, a missing type fails). A 204 has no body to check.
-local function check_event_stream(s)
-  if s._ct_checked or not s._response or s._refused or s.reason then return end
-  s._ct_checked = true
-  if s._opts.content_type_check == false or s.status == 204 then return end
-  local ct = s.headers["content-type"]
-  if request.media_type(ct) ~= "text/event-stream" then
-    refuse_later(s, "protocol", ("expected content-type text/event-stream, got %s")
-      :format(ct and ("%q"):format(ct) or "none"))
+-- The reader in C: events (with the hooks the stream has), lines, or raw.
+local function set_mode(s, want)
+  local t, opts = s._transfer, s._opts
+  if want == "events" then
+    local cb = s._callbacks
+    t:mode("events", s._max, opts.oncomment ~= nil, cb ~= nil and cb.onchunk ~= nil, s.last_event_id)
+  elseif want == "lines" then
+    t:mode("lines", s._max)
   end
+  s._mode = want
+end
+
+-- The response is accepted: the stream is open and its reader set. An event
+-- reader needs text/event-stream (EventSource's rule: parameters ignored, a
+-- missing type fails); a 204 has no body to check.
+local function accept(s)
+  local want = s._want
+  if want == "events" and s._opts.content_type_check ~= false and s.status ~= 204 then
+    local ct = s.headers["content-type"]
+    if request.media_type(ct) ~= "text/event-stream" then
+      return refuse_later(s, "protocol", ("expected content-type text/event-stream, got %s")
+        :format(ct and ("%q"):format(ct) or "none"))
+    end
+  end
+  set_state(s, "open")
+  set_mode(s, want)
+  local cb = s._callbacks
+  if cb and cb.onopen and s.status ~= 204 then call(s, "onopen", cb.onopen, s) end -- 204: nothing opens
 end
 
 local function on_response(s, status, lines, url)
-  s._response = true
   s.status, s.headers, s.url = status, request.parse_headers(lines), url and request.safe_url(url)
-  if status < 200 or status > 299 then
-    return refuse_later(s, "http")
-  end
-  if s._want == "events" then check_event_stream(s) end
-  if s._refused then return end
-  local cb = s._callbacks
-  if cb and cb.onopen and status ~= 204 then call(s, "onopen", cb.onopen, s) end -- 204: nothing opens
+  if status < 200 or status > 299 then return refuse_later(s, "http") end
+  if s._want ~= nil then accept(s) end -- fetch.open waits for its reader to say what it wants
 end
 
--- Delivering body bytes ---------------------------------------------------
-
-local function emit_event(s, ev)
-  local rc = s._reconnect
-  if rc then rc.failures = 0 end -- the connection worked: back-off starts over
-  local cb = s._callbacks
-  if not cb then return push(s._queue, ev) end
-  local fn = cb.on and cb.on[ev.event]
-  if fn then
-    call(s, "on." .. ev.event, fn, ev, s)
-  elseif cb.onmessage then
-    call(s, "onmessage", cb.onmessage, ev, s)
+--- A reader of a stream from fetch.open says what it wants.
+local function want(s, what)
+  if s._want == nil then
+    s._want = what
+    if s.status and not s._refused and s.state == "connecting" then accept(s) end
   end
 end
 
-local function parse_events(s, bytes)
-  local p = s._parser
-  local ok, err = pcall(function()
-    for ev in p:feed(bytes) do
-      emit_event(s, ev)
-      if s.reason then return end
+-- Items ----------------------------------------------------------------------------
+
+-- A non-event item of the events reader: a retry field, a comment, a chunk's
+-- bytes (onchunk), or an event or line too large.
+local function other_item(s, kind, value)
+  if kind == "retry" then
+    s.retry = value
+    local fn = s._opts.onretry
+    if fn then call(s, "onretry", fn, value, s) end
+  elseif kind == "comment" then
+    call(s, "oncomment", s._opts.oncomment, value, s)
+  elseif kind == "bytes" then
+    call(s, "onchunk", s._callbacks.onchunk, value, s)
+  else -- too_large
+    finish(s, "protocol", core.error("protocol", value))
+  end
+end
+
+local function new_event(data, typ, id)
+  return setmetatable({ event = typ, data = data, id = id }, Event)
+end
+
+-- Deliver what is queued to the callbacks. Returns whether it delivered.
+local function deliver(s)
+  local t, cb, mode = s._transfer, s._callbacks, s._mode
+  if mode == "events" then
+    local data, typ, id = next_event_of(t)
+    if data == nil then return false end
+    if data then
+      s.last_event_id = id
+      reconnect.succeeded(s._reconnect)
+      local fn = cb.on and cb.on[typ]
+      if fn then
+        call(s, "on." .. typ, fn, new_event(data, typ, id), s)
+      elseif cb.onmessage then
+        call(s, "onmessage", cb.onmessage, new_event(data, typ, id), s)
+      end
+    else
+      other_item(s, typ, id)
     end
-  end)
-  s.last_event_id = p.last_event_id
-  if not ok then
-    if type(err) == "table" and err.kind then return finish(s, err.kind, err) end
-    s._unparsed = true -- the parser keeps the rest of `bytes`: advance resumes it
-    error(err, 0) -- Ctrl-C, out of memory or a bug: not the stream's fault
-  end
-end
-
-local function split_lines(s, bytes)
-  local err = s._lines:feed(bytes, s._push_line)
-  if err then finish(s, "protocol", err) end
-end
-
-local function deliver(s, bytes)
-  local refused = s._refused
-  if refused then
-    refused.body[#refused.body + 1] = bytes
-    refused.size = refused.size + #bytes
-    if refused.size >= ERROR_BODY_MAX then refuse(s) end
-    return
-  end
-  local cb = s._callbacks
-  if cb then
-    if cb.onchunk and not call(s, "onchunk", cb.onchunk, bytes, s) then return end
-    if s._want == "events" then parse_events(s, bytes) end
-  elseif s._want == "chunks" then
-    push(s._queue, bytes)
-  elseif s._want == "lines" then
-    split_lines(s, bytes)
-  else
-    parse_events(s, bytes)
-  end
-end
-
---- Do the work that can be done now without blocking: take in the response
--- headers, deliver queued body bytes, notice the end. Returns true when
--- something happened.
-function _M.advance(s)
-  if s.reason then return false end
-  if s._reconnect_at then
-    if now() < s._reconnect_at then return false end
-    reconnect(s)
     return true
   end
-  if not s._response then
-    local status, lines, url = core.stream_headers(s)
+  local bytes = read_of(t, READ_SIZE) -- a callback stream with only onchunk
+  if not bytes then return false end
+  if cb.onchunk then call(s, "onchunk", cb.onchunk, bytes, s) end
+  return true
+end
+
+--- Do the work that can be done now without blocking. Returns true when
+-- something happened.
+function _M.advance(s)
+  local state = s.state
+  if state == "ended" then return false end
+  local t = s._transfer
+  if state == "waiting" then
+    if now() < s._reconnect_at then return false end
+    connect_again(s)
+    return true
+  end
+  local refused = s._refused
+  if not s.status then
+    local status, lines, url = t:headers()
     if status then
       on_response(s, status, lines, url)
       return true
     end
-    local ended = core.stream_ended(s)
-    if not ended then return false end
-    local reason, err = outcome(s) -- ended before any response: a failure
-    if not schedule_reconnect(s, reason, err) then finish(s, reason, err) end
-    return true
-  end
-  -- A stream from fetch.open holds its body until a reader says what it wants.
-  if s._want == nil and not s._refused then return false end
-  if s._unparsed then -- an error left events in the parser: they come first
-    s._unparsed = nil
-    parse_events(s, "")
-    return true
-  end
-  local bytes = core.stream_read(s, READ_SIZE)
-  if bytes then
-    deliver(s, bytes)
-    return true
-  end
-  local ended = core.stream_ended(s)
-  if not ended then return false end
-  if s._refused then
-    refuse(s)
-  else
-    local reason, err = outcome(s)
-    if reason == "done" and s._want == "lines" then -- a last line without LF
-      local line, too_large = s._lines:finish()
-      if too_large then
-        finish(s, "protocol", too_large)
-        return true
-      end
-      if line then push(s._queue, line) end
+  elseif refused then
+    local bytes = read_of(t, READ_SIZE)
+    if bytes then
+      refused.body[#refused.body + 1] = bytes
+      refused.size = refused.size + #bytes
+      if refused.size >= ERROR_BODY_MAX then refuse(s) end
+      return true
     end
-    if not schedule_reconnect(s, reason, err) then finish(s, reason, err) end
+  elseif s._callbacks and state == "open" then
+    if deliver(s) then return true end
+  end
+  local ended, has_bytes = t:ended()
+  if not ended then return false end
+  if refused then
+    if has_bytes then return false end
+    refuse(s)
+  elseif not s.status then -- ended before any response: a failure
+    settle(s, outcome(s))
+  elseif has_bytes and s._mode ~= nil then
+    return false -- the reader has not taken them yet
+  else
+    settle(s, outcome(s))
   end
   return true
 end
+local advance = _M.advance
 
--- Pull readers ------------------------------------------------------------
+-- Pull readers ---------------------------------------------------------------------
 
-local function check_open(s, fname)
+local function check_pull(s, fname)
   if s._closed then usage("attempt to use a closed stream ('%s')", fname) end
   if s._callbacks then
     usage("'%s' on a stream with callbacks: its data goes to the callbacks", fname)
@@ -419,15 +375,18 @@ local function check_open(s, fname)
 end
 
 --- Drive the stream's client until ready(s) holds or the stream ends; gives
--- up at `deadline` (seconds on core.now()) when one is given.
+-- up at `deadline` (seconds on core.now()) when one is given. Returns
+-- whether ready(s) holds.
 local function wait_for(s, deadline, ready)
   local c, idle = s._client, false
-  while not ready(s) and not s.reason do
-    if _M.advance(s) then
+  while true do
+    if ready(s) then return true end
+    if s.reason then return false end
+    if advance(s) then
       idle = false
     elseif idle then -- a step brought nothing: sleep until there is activity
-      if deadline and now() >= deadline then return end
-      core.client_wait(c, deadline and deadline - now() or 60) -- wakes for curl and deadlines too
+      if deadline and now() >= deadline then return false end
+      c._handle:wait(deadline and deadline - now() or 60) -- wakes for curl and deadlines too
       c:_step()
     else
       c:_step()
@@ -437,63 +396,141 @@ local function wait_for(s, deadline, ready)
 end
 _M.wait_for = wait_for
 
-local function has_item(s) return s._queue.first <= s._queue.last end
-
---- Wait for the next value of kind `want`; nil when the stream has ended (or
--- the deadline passed with nothing: then s.reason is still nil).
-local function pull(s, want, deadline)
-  s._want = want
-  if want == "events" then check_event_stream(s) end
-  local v = pop(s._queue)
-  if v ~= nil then return v end
-  wait_for(s, deadline, has_item)
-  return pop(s._queue)
+-- Whether an event is there to take (kept in _ev_*); other items go to
+-- their hooks on the way.
+local function got_event(s)
+  if s._mode ~= "events" then return false end
+  local t = s._transfer
+  while not s.reason do
+    local data, typ, id = next_event_of(t)
+    if data then
+      s._ev_data, s._ev_type, s._ev_id = data, typ, id
+      return true
+    end
+    if data == nil then return false end
+    other_item(s, typ, id)
+  end
+  return false
 end
 
-local function ended_with(s)
-  if s.error then return nil, s.error end
+-- The next event's data, type and id; nil at the end (or at `deadline`).
+local function pull_event(s, deadline)
+  local data, typ, id
+  if s._mode == "events" then data, typ, id = next_event_of(s._transfer) end -- the hot path
+  if not data then
+    if data == false then other_item(s, typ, id) end
+    want(s, "events")
+    if not wait_for(s, deadline, got_event) then return nil end
+    data, typ, id = s._ev_data, s._ev_type, s._ev_id
+    s._ev_data = nil
+  end
+  s.last_event_id = id
+  reconnect.succeeded(s._reconnect)
+  return data, typ, id
+end
+
+local function has_line(s)
+  if s._mode ~= "lines" then return false end
+  local line, kind, message = next_line_of(s._transfer)
+  if line then
+    s._line = line
+    return true
+  end
+  if line == false and kind == "too_large" then finish(s, "protocol", core.error("protocol", message)) end
+  return false
+end
+
+local function has_chunk(s)
+  if s._mode ~= "chunks" then return false end
+  local bytes = read_of(s._transfer, READ_SIZE)
+  if bytes then
+    s._chunk = bytes
+    return true
+  end
+  return false
+end
+
+local function raise_ending(s)
+  if s.error then error(s.error, 0) end
   return nil
+end
+
+local function check_loop(s)
+  if s._client._dispatching then usage("a loop over a stream cannot wait from inside a callback") end
+end
+
+--- Iterators of the pull forms (the stream is their state).
+function _M.next_event(s)
+  check_loop(s)
+  local data, typ, id = pull_event(s)
+  if data then return new_event(data, typ, id) end
+  return raise_ending(s)
+end
+
+function _M.next_value(s)
+  check_loop(s)
+  local data, typ, id = pull_event(s)
+  if data then return data, typ, id end
+  return raise_ending(s)
+end
+
+function _M.next_line(s)
+  check_loop(s)
+  want(s, "lines")
+  if wait_for(s, nil, has_line) then
+    local line = s._line
+    s._line = nil
+    return line
+  end
+  return raise_ending(s)
+end
+
+function _M.next_chunk(s)
+  check_loop(s)
+  want(s, "chunks")
+  if wait_for(s, nil, has_chunk) then
+    local bytes = s._chunk
+    s._chunk = nil
+    return bytes
+  end
+  return raise_ending(s)
 end
 
 --- `s:next([timeout])` -> the next event; nil at the end; nil, err on
 -- failure. With a timeout (seconds), nil when none came in time (s.reason is
 -- then still nil: the stream goes on).
 function Stream:next(timeout)
-  check_open(self, "next")
+  check_pull(self, "next")
   options.check_delay_arg("next", 1, timeout)
-  local ev = pull(self, "events", timeout and now() + timeout)
-  if ev then return ev end
-  return ended_with(self)
+  local data, typ, id = pull_event(self, timeout and now() + timeout)
+  if data then return new_event(data, typ, id) end
+  if self.error then return nil, self.error end
+  return nil
 end
-
-local function iterator(want)
-  return function(s)
-    if s._client._dispatching then usage("a loop over a stream cannot wait from inside a callback") end
-    local v = pull(s, want)
-    if v ~= nil then return v end
-    if s.error then error(s.error, 0) end
-    return nil
-  end
-end
-local next_event, next_chunk, next_line = iterator("events"), iterator("chunks"), iterator("lines")
-_M.next_event, _M.next_chunk, _M.next_line = next_event, next_chunk, next_line
 
 --- `for ev in s:events() do ... end`: raises the error that ends the stream.
 function Stream:events()
-  check_open(self, "events")
-  return next_event, self
+  check_pull(self, "events")
+  return _M.next_event, self
+end
+
+--- `for data, event, id in s:values() do ... end`: the same events as three
+-- strings, no table per event.
+function Stream:values()
+  check_pull(self, "values")
+  return _M.next_value, self
 end
 
 --- `for bytes in s:chunks() do ... end`: raw body bytes as they arrive.
 function Stream:chunks()
-  check_open(self, "chunks")
-  return next_chunk, self
+  check_pull(self, "chunks")
+  return _M.next_chunk, self
 end
 
 --- `for line in s:lines() do ... end`: LF or CRLF lines, without the ending.
 function Stream:lines()
-  check_open(self, "lines")
-  return next_line, self
+  check_pull(self, "lines")
+  return _M.next_line, self
 end
 
 --- `s:abort([reason])`: stop now, from anywhere (a callback too). A stream
@@ -509,16 +546,74 @@ function Stream:close()
   if self._closed then return end
   self._closed = true
   if not self.reason then finish(self, "aborted") end
-  core.stream_free(self)
+  close_transfer(self)
 end
-
-core.Stream.__close = function(s) s:close() end
+Stream.__close = Stream.close
 
 --- Seconds from the start of the request to the first body byte, and to now.
 function Stream:times()
-  if self.reason then return self._ttfb, self._elapsed end
-  return core.stream_times(self)
+  if self._transfer:closed() then return self._ttfb, self._elapsed end
+  return self._transfer:times()
 end
 
-_M.queue, _M.push, _M.pop = queue, push, pop
+function Stream:__tostring()
+  return ("fetchstream.Stream (%s %s, %s)"):format(self._req.method, self._safe_url, self.state)
+end
+
+-- The constructor ------------------------------------------------------------------
+
+-- Does a callback stream read events? With an event handler, a retry or
+-- comment hook, or reconnection (which follows the event IDs) it does; with
+-- onchunk alone it takes any body.
+local function callback_events(opts)
+  return opts.onmessage ~= nil or opts.on ~= nil or opts.onretry ~= nil
+    or opts.oncomment ~= nil or (opts.reconnect ~= nil and opts.reconnect ~= false)
+end
+
+--- A new stream of client c, started: `fname` names the call for errors;
+-- `callbacks` makes a callback stream; `what` is what a pull stream reads
+-- ("events", "chunks", "lines", or nil until a reader says).
+function _M.new(c, fname, url, opts, callbacks, what)
+  local events = callbacks and callback_events(type(opts) == "table" and opts or {}) or what == "events"
+  local req, checked = request.build(fname, url, opts, callbacks, events and "text/event-stream" or nil)
+  request.set_last_event_id(req, checked.last_event_id)
+  local s = setmetatable({
+    -- What a user reads.
+    state = "connecting",  -- connecting -> open -> (waiting -> connecting ...) -> ended
+    status = nil,          -- the response status, once its headers are in
+    headers = nil,         -- the response headers, lower-case names
+    url = nil,             -- the URL after redirects, credentials removed
+    reason = nil,          -- once ended: "done", "aborted" or the kind of its error
+    error = nil,           -- the error that ended it
+    last_event_id = checked.last_event_id or "", -- sent as Last-Event-ID when it reconnects
+    retry = nil,           -- the server's last retry: field, in ms
+    reconnects = 0,        -- how many times it connected again
+    -- Its machinery.
+    _client = c,           -- the client whose loop drives it
+    _transfer = nil,       -- the C transfer handle: easy handle, byte queue, parser
+    _opts = checked,       -- the options, checked
+    _req = req,            -- the request for the C core (reused to reconnect)
+    _safe_url = request.safe_url(url), -- what errors name
+    _callbacks = callbacks and checked or nil, -- the callback options, or nil for a pull stream
+    -- "events", "lines", "chunks"; "raw": a callback stream with only onchunk
+    _want = events and "events" or callbacks and "raw" or what,
+    _mode = nil,           -- the reader the transfer was given (once the response is accepted)
+    _max = checked.max_event_size or request.DEFAULT_MAX_EVENT_SIZE,
+    _refused = nil,        -- a refused response: { kind, message, body, size }
+    _reconnect = reconnect.policy(checked.reconnect), -- nil: it does not reconnect
+    _reconnect_at = nil,   -- while waiting: when it connects again
+    _t0 = now(),           -- `timeout` covers every connection of a reconnecting stream
+    _closed = false,       -- s:close() was called
+    _ttfb = nil, _elapsed = nil, -- s:times() once the transfer is gone
+    _visits = 0,           -- how often the client's loop visited it (only when ready)
+    _line = nil, _chunk = nil, -- what a pull reader found, on its way out
+    _ev_data = nil, _ev_type = nil, _ev_id = nil,
+  }, Stream)
+  local t, err = core.transfer(c._handle, req, s)
+  if not t then error(err, 0) end
+  s._transfer = t
+  if callbacks then c._active[s] = true end
+  return s
+end
+
 return _M
