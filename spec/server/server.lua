@@ -828,6 +828,13 @@ end
 -- The tool calls' arguments, whole: '{"city":"Paris","unit":"c"}'.
 local function call_arguments(call) return concat(call.pieces) end
 
+-- echo=1: the answer is the request body itself, as one token (to see what
+-- a client sent).
+local function answer_tokens(req)
+  if req.query.echo == "1" then return { req.body or "" } end
+  return CANNED_TOKENS
+end
+
 -- OpenAI-compatible chat completions ---------------------------------------
 
 local function chat_chunk(model, delta, finish)
@@ -846,7 +853,7 @@ end
 -- The stream of a chat answer: the first delta, then items {delta, counts}
 -- (counts: the item is a token for truncate/error_after/usage), then the
 -- finish reason and how many reasoning tokens came first.
-local function chat_plan(q)
+local function chat_plan(q, tokens)
   local items = {}
   local nreason = 0
   if q.reasoning == "1" then
@@ -873,13 +880,13 @@ local function chat_plan(q)
     end
     return first or '{"role":"assistant","content":null}', items, "tool_calls", nreason
   end
-  for _, tok in ipairs(CANNED_TOKENS) do items[#items + 1] = { '{"content":' .. jstr(tok) .. '}', true } end
+  for _, tok in ipairs(tokens) do items[#items + 1] = { '{"content":' .. jstr(tok) .. '}', true } end
   return '{"role":"assistant","content":""}', items, "stop", nreason
 end
 
-local function chat_message_json(q)
+local function chat_message_json(q, tokens)
   if q.tools ~= "1" then
-    return '{"role":"assistant","content":' .. jstr(concat(CANNED_TOKENS)) .. '}', #CANNED_TOKENS
+    return '{"role":"assistant","content":' .. jstr(concat(tokens)) .. '}', #tokens
   end
   local calls, n = {}, 0
   for i, call in ipairs(TOOL_CALL_PIECES) do
@@ -900,7 +907,7 @@ local function chat_route(c, req)
   local truncate, error_after = qcount(q, "truncate"), qcount(q, "error_after")
   local ptok = prompt_tokens(obj)
   if obj.stream ~= true then
-    local message, ntok = chat_message_json(q)
+    local message, ntok = chat_message_json(q, answer_tokens(req))
     local body = sfmt('{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,'
       .. '"model":%s,"choices":[{"index":0,"message":%s,'
       .. '"finish_reason":%s}],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}',
@@ -908,7 +915,7 @@ local function chat_route(c, req)
     c:respond(ok_status(q), q.ct or "application/json", body)
     return
   end
-  local first, items, finish, nreason = chat_plan(q)
+  local first, items, finish, nreason = chat_plan(q, answer_tokens(req))
   if not stream_ok(c, req) then return end
   if not c:chunk(chat_chunk(model, first)) then return end
   local ntok = 0
@@ -946,6 +953,7 @@ local function responses_route(c, req)
   local delay = qnum(q, "delay", 30)
   local truncate, error_after, incomplete = qcount(q, "truncate"), qcount(q, "error_after"), qcount(q, "incomplete")
   local ptok = count_words(obj.input)
+  local tokens = answer_tokens(req)
   local seq = -1
   local function ev(data)
     seq = seq + 1
@@ -963,7 +971,7 @@ local function responses_route(c, req)
   local reasoning_item = sfmt('{"id":"rs_1","type":"reasoning","summary":[{"type":"summary_text","text":%s}]}',
     jstr(concat(CANNED_REASONING)))
   local message_item = sfmt('{"id":"msg_1","type":"message","status":"completed","role":"assistant",'
-    .. '"content":[{"type":"output_text","text":%s,"annotations":[]}]}', jstr(concat(CANNED_TOKENS)))
+    .. '"content":[{"type":"output_text","text":%s,"annotations":[]}]}', jstr(concat(tokens)))
   local function call_item(i, call, status, arguments)
     return sfmt('{"id":"fc_%d","type":"function_call","status":"%s","call_id":%s,"name":%s,"arguments":%s}',
       i, status, jstr(call.id), jstr(call.name), jstr(arguments))
@@ -979,7 +987,7 @@ local function responses_route(c, req)
       end
     else
       output[#output + 1] = message_item
-      n = #CANNED_TOKENS
+      n = #tokens
     end
     local r = q.reasoning == "1" and #CANNED_REASONING or 0
     c:respond(ok_status(q), q.ct or "application/json", response("completed", output, usage(n, r)))
@@ -1052,7 +1060,7 @@ local function responses_route(c, req)
     if not ev(sfmt('{"type":"response.content_part.added","item_id":"msg_1","output_index":%d,'
       .. '"content_index":0,"part":{"type":"output_text","text":"","annotations":[]}}', index)) then return end
     local sent = {}
-    for _, tok in ipairs(CANNED_TOKENS) do
+    for _, tok in ipairs(tokens) do
       stop = token_gate()
       if stop then break end
       if not pause() then return end
@@ -1118,11 +1126,12 @@ local function anthropic_route(c, req)
   local delay = qnum(q, "delay", 30)
   local truncate, error_after = qcount(q, "truncate"), qcount(q, "error_after")
   local ptok = prompt_tokens(obj)
+  local tokens = answer_tokens(req)
   if obj.stream ~= true then
     local body = sfmt('{"id":"msg_1","type":"message","role":"assistant","model":%s,'
       .. '"content":[{"type":"text","text":%s}],"stop_reason":"end_turn","stop_sequence":null,'
-      .. '"usage":{"input_tokens":%d,"output_tokens":%d}}', jstr(model), jstr(concat(CANNED_TOKENS)), ptok,
-      #CANNED_TOKENS)
+      .. '"usage":{"input_tokens":%d,"output_tokens":%d}}', jstr(model), jstr(concat(tokens)), ptok,
+      #tokens)
     c:respond(ok_status(q), q.ct or "application/json", body)
     return
   end
@@ -1176,7 +1185,7 @@ local function anthropic_route(c, req)
     if not ev("content_block_start", sfmt('{"type":"content_block_start","index":%d,'
       .. '"content_block":{"type":"text","text":""}}', index)) then return end
     if not ev("ping", '{"type":"ping"}') then return end
-    for _, tok in ipairs(CANNED_TOKENS) do
+    for _, tok in ipairs(tokens) do
       stop = gate()
       if stop then break end
       if delay > 0 and not c:sleep(delay) then return end
@@ -1225,6 +1234,7 @@ local function ollama_route(c, req)
   end
   -- lines: { text, counts } where counts marks a token line (truncate, error_after)
   local lines, nreason, ntok = {}, 0, 0
+  local tokens = answer_tokens(req)
   if q.reasoning == "1" then
     for _, tok in ipairs(CANNED_REASONING) do
       lines[#lines + 1] = { message_line('"content":"","thinking":' .. jstr(tok)), false }
@@ -1238,7 +1248,7 @@ local function ollama_route(c, req)
       ntok = ntok + 1
     end
   else
-    for _, tok in ipairs(CANNED_TOKENS) do
+    for _, tok in ipairs(tokens) do
       lines[#lines + 1] = { message_line('"content":' .. jstr(tok)), true }
       ntok = ntok + 1
     end
@@ -1253,7 +1263,7 @@ local function ollama_route(c, req)
   end
   if obj.stream == false then -- Ollama streams unless told not to
     c:respond(ok_status(q), q.ct or "application/json",
-      (final_line(concat(CANNED_TOKENS)):gsub("\n$", "")))
+      (final_line(concat(tokens)):gsub("\n$", "")))
     return
   end
   local delay = qnum(q, "delay", 30)
