@@ -751,12 +751,12 @@ describe("fetchstream (CLI) --chat", function()
   end)
 
   it("-v on a terminal dims the reasoning (not with NO_COLOR)", function()
-    if not os.execute("command -v script >/dev/null 2>&1") then return pending("no script(1)") end
+    if not h.execute("command -v script >/dev/null 2>&1") then return pending("no script(1)") end
     local function on_tty(env)
       local f, o = tmp(), tmp()
-      local cmd = ENV .. (env or "") .. " lua5.4 bin/fetchstream --chat " .. q(base("reasoning=1")) .. " -m m -v hi >"
-        .. q(o)
-      os.execute("env -u LD_PRELOAD script -qec " .. q(cmd) .. " /dev/null >" .. q(f) .. " 2>&1 </dev/null")
+      local cmd = ENV .. (env or "") .. " " .. h.lua() .. " bin/fetchstream --chat " .. q(base("reasoning=1"))
+        .. " -m m -v hi >" .. q(o)
+      h.execute("env -u LD_PRELOAD script -qec " .. q(cmd) .. " /dev/null >" .. q(f) .. " 2>&1 </dev/null")
       assert.are.equal(ANSWER .. "\n", read(o))
       return read(f)
     end

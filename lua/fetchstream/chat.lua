@@ -741,10 +741,12 @@ function start_stream(chat, delay)
   if delay then
     -- A hook the engine lacks ("start this stream later"), made of the
     -- pieces its reconnection uses: nothing has been sent yet (curl acts on
-    -- the next step); the transfer is freed and the stream waits, like one
-    -- about to reconnect, then starts afresh (reconnects ends at 0).
-    core.stream_free(s)
+    -- the next step); the transfer stops and the stream waits, like one
+    -- about to reconnect (the client wakes it), then starts afresh
+    -- (reconnects ends at 0).
+    core.stream_abort(s)
     s._reconnect_at = now() + delay
+    core.stream_wake(s, delay)
     s.reconnects = -1
   end
   chat.stream = s
