@@ -1,6 +1,9 @@
 -- Spec for fetch.chat, the LLM chat helper: OpenAI-compatible chat
--- completions and Anthropic's Messages API, in the plain `for` form and the
--- callback form, its result fields, its endings and its errors.
+-- completions, OpenAI's Responses API, Anthropic's Messages API and Ollama's
+-- native /api/chat, in the plain `for` form and the callback form, its
+-- result fields (reasoning and tool calls included), its hooks (ondata,
+-- onreasoning), its retries before the answer starts, its endings and its
+-- errors.
 --
 -- Written from DESIGN.md ("Chat helper", errors `api` and `eof`) and the
 -- README's "LLM chat streams", against the stub server's LLM routes
@@ -351,9 +354,9 @@ describe("fetch.chat (OpenAI-compatible)", function()
     assert.are.equal(stub.CANNED_ANSWER, chat.text)
   end)
 
-  it("a non-2xx status: http error with status, message and headers; no reconnection by default", function()
+  it("a non-2xx status: http error with status, message and headers (max_retries = 0: one request)", function()
     local t = tag("429")
-    local _, _, err = run_chat(openai("status=429&retry_after=7&tag=" .. t), opts())
+    local _, _, err = run_chat(openai("status=429&retry_after=7&tag=" .. t), opts({ max_retries = 0 }))
     assert.are.equal("http", err and err.kind)
     assert.are.equal(429, err.status)
     assert.are.equal("rate limited", err.message)
@@ -888,7 +891,7 @@ describe("fetch.chat (Anthropic)", function()
   end)
 
   it("a 529 is an http error with Anthropic's message", function()
-    local _, _, err = run_chat(anthropic("status=529"), anth({ format = "anthropic" }))
+    local _, _, err = run_chat(anthropic("status=529"), anth({ format = "anthropic", max_retries = 0 }))
     assert.are.equal("http", err and err.kind)
     assert.are.equal(529, err.status)
     assert.are.equal("status 529", err.message)
@@ -1074,5 +1077,813 @@ describe("fetch.chat with callbacks", function()
     assert.are.equal(1, #rec.errors)
     assert.are.equal("callback", rec.errors[1].kind)
     assert.are.equal("ontext failed", rec.errors[1].cause)
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- The other wire formats, reasoning, ondata and retries (issue 11). No
+-- `<close>`, `//` or math.type below: this part parses under LuaJIT too.
+
+-- Base URLs on the stub for the Responses API (`<base>/responses`) and
+-- Ollama (the host: `<base>/api/chat`), with query parameters.
+local function responses(query)
+  return srv:url("/v1?" .. (query and query .. "&" or "") .. "delay=1")
+end
+local function ollama(query)
+  return srv:url("/?" .. (query and query .. "&" or "") .. "delay=1")
+end
+
+-- The stub's tool calls as each format's result holds them.
+local function responses_calls()
+  local out = {}
+  for i, call in ipairs(stub.TOOL_CALL_PIECES) do
+    out[i] = { type = "function_call", id = "fc_" .. i, call_id = call.id, name = call.name,
+               arguments = table.concat(call.pieces) }
+  end
+  return out
+end
+local function anthropic_calls()
+  local out = {}
+  for i, call in ipairs(stub.TOOL_CALL_PIECES) do
+    out[i] = { id = call.id, type = "tool_use", name = call.name, input = table.concat(call.pieces) }
+  end
+  return out
+end
+local function ollama_calls()
+  local out = {}
+  for i, call in ipairs(stub.TOOL_CALL_PIECES) do
+    out[i] = { ["function"] = { name = call.name, arguments = cjson.decode(table.concat(call.pieces)) } }
+  end
+  return out
+end
+
+local ALL_FORMATS = {
+  { name = "openai", base = function(q) return openai(q) end },
+  { name = "responses", base = function(q) return responses(q) end },
+  { name = "anthropic", base = function(q) return anthropic(q) end },
+  { name = "ollama", base = function(q) return ollama(q) end },
+}
+
+local RESPONSES_REPLY = 'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+  .. '"item_id":"msg_1","output_index":0,"content_index":0,"delta":"ok"}\n\n'
+  .. 'event: response.completed\ndata: {"type":"response.completed","response":{"status":"completed"}}\n\n'
+local OLLAMA_REPLY = '{"message":{"role":"assistant","content":"ok"},"done":false}\n'
+  .. '{"message":{"role":"assistant","content":""},"done":true,"done_reason":"stop"}\n'
+
+describe("fetch.chat (OpenAI Responses API)", function()
+  local function resp(extra)
+    local o = opts(extra)
+    o.format = o.format or "responses"
+    return o
+  end
+
+  it("streams response.output_text.delta; response.completed ends it with usage and the status", function()
+    local texts, chat, err = run_chat(responses(), resp())
+    assert.is_nil(err)
+    assert.are.equal("responses", chat.format)
+    assert.are.same(stub.CANNED_TOKENS, texts)
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+    assert.are.equal("completed", chat.finish_reason)
+    assert.is_true(chat.done)
+    assert.are.equal("done", chat.stream.reason)
+    assert.are.equal("stub-model", chat.model)
+    assert.are.same({ input_tokens = PROMPT_WORDS, input_tokens_details = { cached_tokens = 0 },
+                      output_tokens = 22, output_tokens_details = { reasoning_tokens = 0 },
+                      total_tokens = PROMPT_WORDS + 22 }, chat.usage)
+    assert.are.same({}, chat.tool_calls)
+    assert.are.equal("", chat.reasoning)
+    assert.are.equal(22, chat.stats.deltas)
+    -- output_tokens counts one token per delta here: the two rates agree
+    assert.are.equal(chat.stats.deltas_per_second, chat.stats.tokens_per_second)
+  end)
+
+  it("sends POST <base>/responses: messages become input, the API's own fields go as they are", function()
+    local req = capture(function(base)
+      return recorder(base, { format = "responses", api_key = "sk-r", instructions = "be brief",
+                              max_output_tokens = 50, reasoning = { effort = "low", summary = "auto" },
+                              tools = { { type = "function", name = "f", parameters = { type = "object" } } } })
+    end, RESPONSES_REPLY)
+    assert.are.equal("POST", req.method)
+    assert.are.equal("/v1/responses", req.target)
+    assert.are.equal("Bearer sk-r", req.headers.authorization)
+    assert.are.equal("text/event-stream", req.headers.accept)
+    local body = req.json
+    assert.is_true(body.stream)
+    assert.are.equal("stub-model", body.model)
+    assert.are.same(MESSAGES, body.input)
+    assert.is_nil(body.messages)
+    assert.are.equal("be brief", body.instructions)
+    assert.are.equal(50, body.max_output_tokens)
+    assert.are.same({ effort = "low", summary = "auto" }, body.reasoning)
+    assert.are.equal("f", body.tools[1].name)
+  end)
+
+  it("input may be given instead of messages (a string too); body.input counts", function()
+    local req = capture(function(base)
+      return fetch.chat(base, { format = "responses", model = "m", input = "hello there",
+                                ondone = function() end })
+    end, RESPONSES_REPLY)
+    assert.are.equal("hello there", req.json.input)
+    assert.is_nil(req.json.messages)
+    req = capture(function(base)
+      return fetch.chat(base, { format = "responses", body = { model = "m", input = { { role = "user",
+        content = "x" } } }, ondone = function() end })
+    end, RESPONSES_REPLY)
+    assert.are.same({ { role = "user", content = "x" } }, req.json.input)
+    local err = raises("usage", fetch.chat, responses(), { format = "responses", model = "m" })
+    assert.matches("input", err.message, 1, true)
+  end)
+
+  it("a base URL ending in /responses selects the format and is used as is", function()
+    local texts, chat, err = run_chat(srv:url("/v1/responses?delay=1"), opts())
+    assert.is_nil(err)
+    assert.are.equal("responses", chat.format)
+    assert.are.equal(stub.CANNED_ANSWER, table.concat(texts))
+    for _, form in ipairs({ "", "/", "/responses", "/responses/?x=1" }) do
+      local req = capture(function(base) return recorder(base .. form, { format = "responses" }) end,
+        RESPONSES_REPLY)
+      assert.are.equal("/v1/responses" .. (form:match("%?.*$") or ""), req.target, "base_url <root>" .. form)
+    end
+  end)
+
+  it("function calls are assembled from their argument deltas: the API's function_call items", function()
+    local texts, chat, err = run_chat(responses("tools=1"), resp())
+    assert.is_nil(err)
+    assert.are.same({}, texts)
+    assert.are.same(responses_calls(), chat.tool_calls)
+    assert.are.equal("completed", chat.finish_reason)
+    assert.are.equal(6, chat.usage.output_tokens)
+  end)
+
+  it("the argument deltas alone rebuild the arguments (no .done event needed)", function()
+    local body = table.concat({
+      'data: {"type":"response.output_item.added","output_index":0,"item":{"id":"fc_9","type":"function_call",'
+        .. '"call_id":"call_9","name":"f","arguments":""}}\n\n',
+      'data: {"type":"response.function_call_arguments.delta","item_id":"fc_9","output_index":0,'
+        .. '"delta":"{\\"a\\""}\n\n',
+      'data: {"type":"response.function_call_arguments.delta","item_id":"fc_9","output_index":0,"delta":":1}"}\n\n',
+      'data: {"type":"response.completed","response":{"status":"completed"}}\n\n',
+    })
+    local _, rec = capture(function(base) return recorder(base, { format = "responses" }) end, body)
+    assert.are.equal(1, rec.done)
+    assert.are.same({ { type = "function_call", id = "fc_9", call_id = "call_9", name = "f", arguments = '{"a":1}' } },
+      rec.chat.tool_calls)
+  end)
+
+  it("a stream without response.completed (truncate=K) is eof; the K tokens are kept", function()
+    local texts, chat, err = run_chat(responses("truncate=5"), resp())
+    assert.are.equal("eof", err and err.kind)
+    assert.matches("response.completed", err.message, 1, true)
+    assert.matches("truncated", err.message, 1, true)
+    assert.are.equal(5, #texts)
+    assert.are.equal(first_tokens(5), chat.text)
+    assert.is_falsy(chat.done)
+  end)
+
+  it("response.failed is an api error with response.error's message", function()
+    local texts, chat, err = run_chat(responses("error_after=3"), resp())
+    assert.are.equal("api", err and err.kind)
+    assert.are.equal("stub: overloaded", err.message)
+    assert.are.equal("response.failed", err.json.type)
+    assert.are.equal("server_error", err.json.response.error.code)
+    assert.are.equal(first_tokens(3), table.concat(texts))
+    assert.are.equal("api", chat.stream.reason)
+  end)
+
+  it("an `error` event is an api error with its message", function()
+    local _, chat, err = run_chat(responses("error_after=2&error_event=1"), resp())
+    assert.are.equal("api", err and err.kind)
+    assert.are.equal("stub: overloaded", err.message)
+    assert.are.same("error", err.json.type)
+    assert.are.equal(first_tokens(2), chat.text)
+  end)
+
+  it("response.incomplete ends the answer: done, finish_reason from incomplete_details, usage", function()
+    local texts, chat, err = run_chat(responses("incomplete=4"), resp())
+    assert.is_nil(err)
+    assert.are.equal(4, #texts)
+    assert.is_true(chat.done)
+    assert.are.equal("done", chat.stream.reason)
+    assert.are.equal("max_output_tokens", chat.finish_reason)
+    assert.are.equal(4, chat.usage.output_tokens)
+  end)
+
+  it("what it does not need (created, in_progress, content_part, output_text.done, ...) is ignored", function()
+    local seen = {}
+    local _, chat, err = run_chat(responses(), resp({ ondata = function(obj) seen[obj.type] = true end }))
+    assert.is_nil(err)
+    for _, t in ipairs({ "response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added", "response.output_text.done", "response.content_part.done",
+                         "response.output_item.done", "response.completed" }) do
+      assert.is_true(seen[t], t)
+    end
+    assert.are.equal(stub.CANNED_ANSWER, chat.text) -- output_text.done's whole text is not added again
+  end)
+
+  it("callback form: ondone once; an error: onerror once; never reconnects after response.completed", function()
+    local t = tag("resp-cb")
+    local ok = recorder(responses("tag=" .. t), { format = "responses", reconnect = { delay = 0.02 } })
+    local bad = recorder(responses("error_after=1"), { format = "responses" })
+    assert.is_true(fetch.run(10))
+    assert.are.equal(1, ok.done)
+    assert.are.same(stub.CANNED_TOKENS, ok.texts)
+    assert.are.equal("completed", ok.chat.finish_reason)
+    assert.are.equal(0, bad.done)
+    assert.are.equal(1, #bad.errors)
+    assert.are.equal("api", bad.errors[1].kind)
+    socket.sleep(0.1)
+    assert.are.equal(1, srv:log(t).requests)
+  end)
+end)
+
+describe("fetch.chat (Ollama's native /api/chat)", function()
+  local function oll(extra)
+    local o = opts(extra)
+    o.format = o.format or "ollama"
+    return o
+  end
+
+  it("streams message.content; the done line ends it with done_reason, counts and durations", function()
+    local texts, chat, err = run_chat(ollama(), oll())
+    assert.is_nil(err)
+    assert.are.equal("ollama", chat.format)
+    assert.are.same(stub.CANNED_TOKENS, texts)
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+    assert.are.equal("stop", chat.finish_reason)
+    assert.is_true(chat.done)
+    assert.are.equal("done", chat.stream.reason)
+    assert.are.equal("stub-model", chat.model)
+    assert.are.same({ prompt_eval_count = PROMPT_WORDS, eval_count = 22 }, chat.usage)
+    local st = chat.stats
+    assert.are.equal(0.123456789, st.total_duration)
+    assert.are.equal(0.001234567, st.load_duration)
+    assert.are.equal(0.002345678, st.prompt_eval_duration)
+    assert.are.equal(0.098765432, st.eval_duration)
+    assert.are.equal(22, st.deltas)
+    assert.are.equal(st.deltas_per_second, st.tokens_per_second) -- eval_count: one token per line
+  end)
+
+  it("sends POST <host>/api/chat with stream = true, model, messages and Ollama's own fields", function()
+    local req = capture(function(base)
+      return recorder(base, { format = "ollama", options = { num_ctx = 4096 }, think = true, keep_alive = "5m",
+                              body = { format = "json" } })
+    end, OLLAMA_REPLY, "")
+    assert.are.equal("POST", req.method)
+    assert.are.equal("/api/chat", req.target)
+    assert.are.equal("application/json", req.headers["content-type"])
+    assert.are.equal("application/x-ndjson", req.headers.accept)
+    assert.is_nil(req.headers.authorization)
+    local body = req.json
+    assert.is_true(body.stream)
+    assert.are.equal("stub-model", body.model)
+    assert.are.same(MESSAGES, body.messages)
+    assert.are.same({ num_ctx = 4096 }, body.options)
+    assert.is_true(body.think)
+    assert.are.equal("5m", body.keep_alive)
+    assert.are.equal("json", body.format) -- Ollama's `format` goes through body = { }
+  end)
+
+  it("every form of the host reaches <host>/api/chat; a base ending in /api/chat selects the format", function()
+    for _, form in ipairs({ "", "/", "/api", "/api/", "/api/chat", "/api/chat/?x=1" }) do
+      local req = capture(function(base) return recorder(base .. form, { format = "ollama" }) end, OLLAMA_REPLY, "")
+      assert.are.equal("/api/chat" .. (form:match("%?.*$") or ""), req.target, "base_url <host>" .. form)
+    end
+    local texts, chat, err = run_chat(srv:url("/api/chat?delay=1"), opts())
+    assert.is_nil(err)
+    assert.are.equal("ollama", chat.format)
+    assert.are.equal(stub.CANNED_ANSWER, table.concat(texts))
+  end)
+
+  it("message.tool_calls are collected as Ollama sends them (arguments an object)", function()
+    local texts, chat, err = run_chat(ollama("tools=1"), oll())
+    assert.is_nil(err)
+    assert.are.same({}, texts)
+    assert.are.same(ollama_calls(), chat.tool_calls)
+    assert.are.equal(2, chat.usage.eval_count)
+  end)
+
+  it("a stream without its done line (truncate=K) is eof", function()
+    local texts, chat, err = run_chat(ollama("truncate=4"), oll())
+    assert.are.equal("eof", err and err.kind)
+    assert.matches('"done": true', err.message, 1, true)
+    assert.are.equal(4, #texts)
+    assert.are.equal(first_tokens(4), chat.text)
+    assert.is_falsy(chat.done)
+  end)
+
+  it('an {"error": ...} line is an api error with its message', function()
+    local texts, chat, err = run_chat(ollama("error_after=3"), oll())
+    assert.are.equal("api", err and err.kind)
+    assert.are.equal("stub: overloaded", err.message)
+    assert.are.same({ error = "stub: overloaded" }, err.json)
+    assert.are.equal(3, #texts)
+    assert.are.equal("api", chat.stream.reason)
+  end)
+
+  it("a line that is not JSON is a protocol error naming it; lines cut across chunks decode whole", function()
+    local _, _, err = run_chat(ollama("bad_line=3"), oll())
+    assert.are.equal("protocol", err and err.kind)
+    assert.are.equal(3, err.line)
+    local texts, chat, err2 = run_chat(ollama("split=1&split_delay=1"), oll())
+    assert.is_nil(err2)
+    assert.are.same(stub.CANNED_TOKENS, texts)
+    assert.is_true(chat.done)
+  end)
+
+  it("non-2xx: an http error with Ollama's message; key= checks the Bearer token", function()
+    local _, _, err = run_chat(ollama("status=404"), oll({ max_retries = 0 }))
+    assert.are.equal("http", err and err.kind)
+    assert.are.equal(404, err.status)
+    assert.are.equal("status 404", err.message)
+    local _, chat, err2 = run_chat(ollama("key=ok"), oll({ api_key = "ok" }))
+    assert.is_nil(err2)
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+  end)
+
+  it("callback form: ondone once; truncated: onerror eof once; an error line: onerror api once", function()
+    local ok = recorder(ollama(), { format = "ollama" })
+    local cut = recorder(ollama("truncate=2"), { format = "ollama" })
+    local bad = recorder(ollama("error_after=1&split=1&split_delay=1"), { format = "ollama" })
+    assert.is_true(fetch.run(10))
+    assert.are.equal(1, ok.done)
+    assert.are.same({}, ok.errors)
+    assert.are.same(stub.CANNED_TOKENS, ok.texts)
+    assert.are.equal(22, ok.chat.usage.eval_count)
+    assert.are.equal(0, cut.done)
+    assert.are.equal(1, #cut.errors)
+    assert.are.equal("eof", cut.errors[1].kind)
+    assert.are.equal(first_tokens(2), cut.chat.text)
+    assert.are.equal(0, bad.done)
+    assert.are.equal(1, #bad.errors)
+    assert.are.equal("api", bad.errors[1].kind)
+  end)
+
+  it("callback form: a last line without a newline is read", function()
+    local reply = '{"message":{"content":"a"},"done":false}\n{"message":{"content":"b"},"done":true}'
+    local _, rec = capture(function(base) return recorder(base, { format = "ollama" }) end, reply, "")
+    assert.are.equal(1, rec.done)
+    assert.are.same({ "a", "b" }, rec.texts)
+  end)
+
+  it("SSE-only options (reconnect, last_event_id, onretry, oncomment) are usage errors", function()
+    local t = tag("oll-sse")
+    for name, v in pairs({ reconnect = true, last_event_id = "1", onretry = function() end,
+                           oncomment = function() end }) do
+      local err = raises("usage", fetch.chat, ollama("tag=" .. t), oll({ [name] = v }))
+      assert.matches("'" .. name .. "'", err.message, 1, true)
+      assert.matches("NDJSON", err.message, 1, true)
+    end
+    assert.are.equal(0, srv:log(t).requests)
+  end)
+end)
+
+describe("fetch.chat: reasoning", function()
+  it("OpenAI-compatible delta.reasoning_content and delta.reasoning: chat.reasoning, onreasoning; "
+    .. "the loop yields only the answer", function()
+    for _, field in ipairs({ "reasoning_content", "reasoning" }) do
+      local pieces = {}
+      local texts, chat, err = run_chat(openai("reasoning=1&reasoning_field=" .. field), opts({
+        stream_options = { include_usage = true },
+        onreasoning = function(r) pieces[#pieces + 1] = r end,
+      }))
+      assert.is_nil(err)
+      assert.are.same(stub.CANNED_TOKENS, texts, field)
+      assert.are.same(stub.CANNED_REASONING, pieces, field)
+      assert.are.equal(stub.CANNED_REASONING_TEXT, chat.reasoning)
+      assert.are.equal(stub.CANNED_ANSWER, chat.text)
+      assert.are.equal(#stub.CANNED_REASONING, chat.stats.reasoning_deltas)
+      assert.are.equal(22, chat.stats.deltas)
+      -- completion_tokens counts the reasoning too, and so does the time base of the rates
+      assert.are.equal(22 + #stub.CANNED_REASONING, chat.usage.completion_tokens)
+      assert.are.equal(chat.stats.deltas_per_second, chat.stats.tokens_per_second)
+    end
+  end)
+
+  it("a delta with both fields gives its reasoning once", function()
+    local reply = 'data: {"choices":[{"index":0,"delta":{"reasoning_content":"think","reasoning":"think"}}]}\n\n'
+      .. OPENAI_REPLY
+    local _, rec = capture(function(base) return recorder(base) end, reply)
+    assert.are.equal("think", rec.chat.reasoning)
+    assert.are.same({ "ok" }, rec.texts)
+  end)
+
+  it("Anthropic thinking_delta, the Responses reasoning summary and Ollama's message.thinking", function()
+    for _, f in ipairs(ALL_FORMATS) do
+      if f.name ~= "openai" then
+        local pieces = {}
+        local texts, chat, err = run_chat(f.base("reasoning=1"), opts({ format = f.name,
+          onreasoning = function(r, c)
+            assert.are.equal("table", type(c), "the chat is the last argument")
+            pieces[#pieces + 1] = r
+          end }))
+        assert.is_nil(err, f.name)
+        assert.are.same(stub.CANNED_TOKENS, texts, f.name)
+        assert.are.same(stub.CANNED_REASONING, pieces, f.name)
+        assert.are.equal(stub.CANNED_REASONING_TEXT, chat.reasoning, f.name)
+        assert.are.equal(#stub.CANNED_REASONING, chat.stats.reasoning_deltas, f.name)
+      end
+    end
+  end)
+
+  it("Responses: each reasoning summary part is a paragraph", function()
+    local function delta(part, text)
+      return ('data: {"type":"response.reasoning_summary_text.delta","item_id":"rs_1","output_index":0,'
+        .. '"summary_index":%d,"delta":"%s"}\n\n'):format(part, text)
+    end
+    local reply = delta(0, "one") .. delta(0, " more") .. delta(1, "two") .. RESPONSES_REPLY
+    local pieces = {}
+    local _, rec = capture(function(base)
+      return recorder(base, { format = "responses", onreasoning = function(r) pieces[#pieces + 1] = r end })
+    end, reply)
+    assert.are.equal("one more\n\ntwo", rec.chat.reasoning)
+    assert.are.same({ "one", " more", "\n\ntwo" }, pieces)
+  end)
+
+  it("in the callback form too; ttft is the first answer text, after the reasoning", function()
+    local pieces = {}
+    local rec = recorder(srv:url("/v1?reasoning=1&delay=10"), { onreasoning = function(r) pieces[#pieces + 1] = r end })
+    assert.is_true(fetch.run(10))
+    assert.are.equal(1, rec.done)
+    assert.are.same(stub.CANNED_REASONING, pieces)
+    assert.are.same(stub.CANNED_TOKENS, rec.texts)
+    assert.is_true(rec.chat.stats.ttft >= 0.1, "ttft " .. rec.chat.stats.ttft) -- 10 reasoning deltas 10 ms apart
+  end)
+
+  it("an error raised in onreasoning ends the chat with a callback error naming it", function()
+    local _, chat, err = run_chat(openai("reasoning=1"), opts({ onreasoning = function() error("no thanks", 0) end }))
+    assert.are.equal("callback", err and err.kind)
+    assert.matches("onreasoning", err.message, 1, true)
+    assert.are.equal("no thanks", err.cause)
+    assert.are.equal("callback", chat.stream.reason)
+  end)
+end)
+
+describe("fetch.chat: ondata, every decoded payload", function()
+  it("gets each payload in order, in every format, before its text", function()
+    local counts = { openai = 24, responses = 2 + 2 + 22 + 3 + 1, anthropic = 3 + 22 + 3, ollama = 23 }
+    for _, f in ipairs(ALL_FORMATS) do
+      local log = {}
+      local texts = {}
+      local chat = fetch.chat(f.base(), opts({ format = f.name, ondata = function(obj, c)
+        assert.are.equal("table", type(obj))
+        assert.are.equal("table", type(c), "the chat is the last argument")
+        log[#log + 1] = { obj = obj, texts = #texts }
+      end }))
+      for text in chat do texts[#texts + 1] = text end
+      chat:close()
+      assert.are.equal(counts[f.name], #log, f.name)
+      assert.are.same(stub.CANNED_TOKENS, texts, f.name)
+      -- a text is yielded after the payload that carried it has been seen
+      for _, entry in ipairs(log) do assert.is_true(entry.texts <= #texts) end
+    end
+  end)
+
+  it("sees what the helper does not read: logprobs, the other choices of n > 1", function()
+    local reply = 'data: {"choices":[{"index":0,"delta":{"content":"a"},"logprobs":{"content":[{"token":"a",'
+      .. '"logprob":-0.5}]}},{"index":1,"delta":{"content":"b"}}]}\n\n' .. OPENAI_REPLY
+    local seconds, logprobs = {}, {}
+    local _, rec = capture(function(base)
+      return recorder(base, { n = 2, logprobs = true, ondata = function(obj)
+        for _, choice in ipairs(obj.choices or {}) do
+          if choice.index == 1 then seconds[#seconds + 1] = choice.delta.content end
+          if type(choice.logprobs) == "table" then logprobs[#logprobs + 1] = choice.logprobs.content[1].logprob end
+        end
+      end })
+    end, reply)
+    assert.are.same({ "a", "ok" }, rec.texts) -- the loop reads the first choice
+    assert.are.same({ "b" }, seconds)
+    assert.are.same({ -0.5 }, logprobs)
+  end)
+
+  it("an error payload reaches ondata before the api error ends the chat", function()
+    local seen
+    local _, _, err = run_chat(openai("error_after=1"), opts({ ondata = function(obj) seen = obj end }))
+    assert.are.equal("api", err and err.kind)
+    assert.are.equal("stub: overloaded", seen.error.message)
+  end)
+
+  it("an error raised in ondata ends the chat (both forms) with a callback error naming it", function()
+    local _, chat, err = run_chat(openai(), opts({ ondata = function() error("bad hook", 0) end }))
+    assert.are.equal("callback", err and err.kind)
+    assert.matches("ondata raised", err.message, 1, true)
+    assert.are.equal("", chat.text)
+    local rec = recorder(ollama(), { format = "ollama", ondata = function() error("bad hook", 0) end })
+    fetch.run(10)
+    assert.are.equal(1, #rec.errors)
+    assert.are.equal("callback", rec.errors[1].kind)
+    assert.are.equal("bad hook", rec.errors[1].cause)
+  end)
+
+  it("chat:abort() from ondata stops it: no more payloads, no more text", function()
+    local n = 0
+    local chat
+    chat = fetch.chat(srv:url("/v1?delay=5"), opts({ ondata = function()
+      n = n + 1
+      if n == 3 then chat:abort("seen enough") end
+    end }))
+    local texts = {}
+    for text in chat do texts[#texts + 1] = text end
+    assert.are.equal(3, n)
+    assert.are.same({ "Hello" }, texts) -- payload 1 is the role chunk, 2 "Hello", 3 stops before its text
+    assert.are.equal("aborted", chat.stream.reason)
+  end)
+end)
+
+describe("fetch.chat: tool calls in every format", function()
+  it("Anthropic tool_use blocks (tools=1): input from its partial_json pieces, stop_reason tool_use", function()
+    local texts, chat, err = run_chat(anthropic("tools=1"), opts({ format = "anthropic" }))
+    assert.is_nil(err)
+    assert.are.same({}, texts)
+    assert.are.same(anthropic_calls(), chat.tool_calls)
+    assert.are.equal("tool_use", chat.finish_reason)
+    assert.are.equal(6, chat.usage.output_tokens)
+  end)
+
+  it("with reasoning first, in every format", function()
+    local expect = { openai = stub.TOOL_CALLS, responses = responses_calls(), anthropic = anthropic_calls(),
+                     ollama = ollama_calls() }
+    for _, f in ipairs(ALL_FORMATS) do
+      local texts, chat, err = run_chat(f.base("tools=1&reasoning=1"), opts({ format = f.name }))
+      assert.is_nil(err, f.name)
+      assert.are.same({}, texts, f.name)
+      assert.are.same(expect[f.name], chat.tool_calls, f.name)
+      assert.are.equal(stub.CANNED_REASONING_TEXT, chat.reasoning, f.name)
+    end
+  end)
+end)
+
+describe("fetch.chat: retries before the answer starts", function()
+  -- What the server saw and what onreconnect reported.
+  local function attempts(t) return srv:log(t).requests end
+
+  it("a refused request (503, twice) is sent again: the third answers; onreconnect sees each wait", function()
+    local t = tag("retry")
+    local infos, streams = {}, {}
+    local texts, chat, err = run_chat(openai("status=503&fail=2&retry_after_ms=20&tag=" .. t), opts({
+      onreconnect = function(info, s) infos[#infos + 1] = info; streams[#streams + 1] = s end,
+    }))
+    assert.is_nil(err)
+    assert.are.same(stub.CANNED_TOKENS, texts)
+    assert.is_true(chat.done)
+    assert.are.equal(3, attempts(t))
+    assert.are.equal(2, chat.retries)
+    assert.are.equal(2, #infos)
+    for i, info in ipairs(infos) do
+      assert.are.equal(i, info.attempt)
+      assert.are.equal("http", info.error.kind)
+      assert.are.equal(503, info.error.status)
+      assert.are.equal(0.02, info.delay) -- retry-after-ms
+    end
+    assert.are.equal(chat.stream, streams[2]) -- the stream that answered
+    assert.are.equal(0, chat.stream.reconnects)
+    assert.are.equal(200, chat.stream.status)
+    assert.is_true(chat.stats.ttft >= 0.04, "ttft counts from the first attempt")
+  end)
+
+  it("408, 409, 429 and 5xx are retried; 400, 401, 403, 404 and 422 are not", function()
+    for _, code in ipairs({ 408, 409, 429, 500, 502, 503, 504, 529 }) do
+      local t = tag("code" .. code)
+      local _, chat, err = run_chat(openai(("status=%d&fail=1&retry_after_ms=1&tag=%s"):format(code, t)), opts())
+      assert.is_nil(err, code)
+      assert.are.equal(2, attempts(t), code)
+      assert.are.equal(1, chat.retries)
+    end
+    for _, code in ipairs({ 400, 401, 403, 404, 422 }) do
+      local t = tag("code" .. code)
+      local _, chat, err = run_chat(openai(("status=%d&fail=1&retry_after_ms=1&tag=%s"):format(code, t)), opts())
+      assert.are.equal("http", err and err.kind, code)
+      assert.are.equal(code, err.status)
+      assert.are.equal(1, attempts(t), code)
+      assert.are.equal(0, chat.retries)
+    end
+  end)
+
+  it("max_retries bounds them (default 2): then the last error", function()
+    local t = tag("max")
+    local _, chat, err = run_chat(openai("status=500&retry_after_ms=1&tag=" .. t), opts())
+    assert.are.equal("http", err and err.kind)
+    assert.are.equal(500, err.status)
+    assert.are.equal(3, attempts(t))
+    assert.are.equal(2, chat.retries)
+    t = tag("max5")
+    _, chat, err = run_chat(openai("status=500&retry_after_ms=1&tag=" .. t), opts({ max_retries = 5 }))
+    assert.are.equal(500, err and err.status)
+    assert.are.equal(6, attempts(t))
+    assert.are.equal(5, chat.retries)
+    t = tag("max0")
+    _, _, err = run_chat(openai("status=500&tag=" .. t), opts({ max_retries = 0 }))
+    assert.are.equal(500, err and err.status)
+    assert.are.equal(1, attempts(t))
+  end)
+
+  it("x-should-retry from the server decides, as the official SDKs let it", function()
+    local t = tag("should-not")
+    local _, _, err = run_chat(openai("status=503&should_retry=false&tag=" .. t), opts())
+    assert.are.equal(503, err and err.status)
+    assert.are.equal(1, attempts(t))
+    t = tag("should")
+    local _, chat, err2 = run_chat(openai("status=400&fail=1&should_retry=true&retry_after_ms=1&tag=" .. t), opts())
+    assert.is_nil(err2)
+    assert.are.equal(2, attempts(t))
+    assert.are.equal(stub.CANNED_ANSWER, chat.text)
+  end)
+
+  it("a connection closed before any response is retried, in every format", function()
+    for _, f in ipairs(ALL_FORMATS) do
+      local t = tag("hangup-" .. f.name)
+      local infos = {}
+      -- a client of its own: a fresh connection (curl itself sends a request
+      -- again when a reused keep-alive connection turns out dead)
+      local c = fetch.client()
+      local chat = c:chat(f.base("hangup=1&tag=" .. t), opts({ format = f.name,
+        onreconnect = function(info) infos[#infos + 1] = info end }))
+      local texts = {}
+      local ok, err = pcall(function() for text in chat do texts[#texts + 1] = text end end)
+      c:close()
+      assert.is_true(ok, f.name)
+      assert.is_nil(err, f.name)
+      assert.are.same(stub.CANNED_TOKENS, texts, f.name)
+      assert.are.equal(2, attempts(t), f.name)
+      assert.are.equal(1, #infos)
+      assert.are.equal("network", infos[1].error.kind)
+      assert.is_true(infos[1].delay >= 0.375 and infos[1].delay <= 0.5, "back-off " .. infos[1].delay)
+    end
+  end)
+
+  it("connection refused: retried with exponential back-off and jitter, then a network error", function()
+    local infos = {}
+    local t0 = now()
+    local base = ("http://127.0.0.1:%d/v1"):format(h.free_port())
+    local _, chat, err = run_chat(base, opts({ onreconnect = function(info) infos[#infos + 1] = info end }))
+    local elapsed = now() - t0
+    assert.are.equal("network", err and err.kind)
+    assert.are.equal(2, #infos)
+    assert.is_true(infos[1].delay >= 0.375 and infos[1].delay <= 0.5, "first wait " .. infos[1].delay)
+    assert.is_true(infos[2].delay >= 0.75 and infos[2].delay <= 1, "second wait " .. infos[2].delay)
+    assert.is_true(elapsed >= infos[1].delay + infos[2].delay, "elapsed " .. elapsed)
+    assert.are.equal(2, chat.retries)
+  end)
+
+  it("Retry-After is honoured in seconds and as an HTTP date, up to 60 s; more falls back to back-off", function()
+    local function first_delay(query)
+      local info
+      local chat
+      chat = fetch.chat(openai(query), opts({ onreconnect = function(i) info = i; chat:abort("seen") end }))
+      for _ in chat do end
+      assert.are.equal("aborted", chat.stream.reason)
+      return info.delay
+    end
+    assert.are.equal(7, first_delay("status=429&retry_after=7"))
+    assert.are.equal(60, first_delay("status=429&retry_after=60"))
+    local d = first_delay("status=429&retry_after=3600")
+    assert.is_true(d >= 0.375 and d <= 0.5, "back-off instead of an hour: " .. d)
+    local date = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 30)
+    d = first_delay("status=503&retry_after=" .. h.enc(date))
+    assert.is_true(d > 27 and d <= 31, "from the date: " .. d)
+    assert.are.equal(0.25, first_delay("status=503&retry_after=9&retry_after_ms=250")) -- ms first, as OpenAI's SDK
+  end)
+
+  it("never once the answer has begun: an api error, eof or a dropped stream is not retried", function()
+    for _, q in ipairs({ "error_after=3", "truncate=3" }) do
+      local t = tag("begun")
+      local _, chat, err = run_chat(openai(q .. "&tag=" .. t), opts({ max_retries = 5 }))
+      assert.is_truthy(err, q)
+      assert.are.equal(1, attempts(t), q)
+      assert.are.equal(0, chat.retries)
+    end
+    -- the answer's first byte came, then the connection dropped
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    local chat = fetch.chat(("http://127.0.0.1:%d/v1"):format(port), opts({ first_byte_timeout = 5 }))
+    local conn
+    local deadline = now() + 5
+    while not conn and now() < deadline do
+      chat.stream._client:_step()
+      server:settimeout(0.01)
+      conn = server:accept()
+    end
+    conn:settimeout(1)
+    conn:receive("*l")
+    conn:send("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 500\r\n\r\n"
+      .. 'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n')
+    local texts = {}
+    local ok, err = pcall(function()
+      for text in chat do
+        texts[#texts + 1] = text
+        conn:close()
+      end
+    end)
+    server:close()
+    assert.is_false(ok)
+    assert.are.equal("network", err.kind)
+    assert.are.same({ "Hi" }, texts)
+    assert.are.equal(0, chat.retries)
+  end)
+
+  it("callback form: ondone once after the retries; onerror once when they run out", function()
+    local t1, t2 = tag("cb-ok"), tag("cb-fail")
+    local reconnects = 0
+    local ok = recorder(openai("status=502&fail=2&retry_after_ms=5&tag=" .. t1),
+      { onreconnect = function() reconnects = reconnects + 1 end })
+    local bad = recorder(openai("status=502&retry_after_ms=5&tag=" .. t2), { format = "openai" })
+    assert.is_true(fetch.run(10))
+    assert.are.equal(1, ok.done)
+    assert.are.same({}, ok.errors)
+    assert.are.same(stub.CANNED_TOKENS, ok.texts)
+    assert.are.equal(2, reconnects)
+    assert.are.equal(3, attempts(t1))
+    assert.are.equal(0, bad.done)
+    assert.are.equal(1, #bad.errors)
+    assert.are.equal(502, bad.errors[1].status)
+    assert.are.equal(3, attempts(t2))
+    assert.are.equal(0, bad.aborts)
+  end)
+
+  it("chat:abort() while it waits: onabort once, and no further request", function()
+    local t = tag("cb-abort")
+    local rec
+    rec = recorder(openai("status=503&retry_after=2&tag=" .. t), {
+      onreconnect = function() rec.chat:abort("not now") end,
+    })
+    local t0 = now()
+    assert.is_true(fetch.run(10))
+    assert.is_true(now() - t0 < 1.5, "it waited for Retry-After")
+    assert.are.equal(1, rec.aborts)
+    assert.are.equal("not now", rec.abort_why)
+    assert.are.equal(0, rec.done)
+    assert.are.same({}, rec.errors)
+    socket.sleep(0.1)
+    assert.are.equal(1, attempts(t))
+  end)
+
+  it("an error raised in onreconnect ends the chat with a callback error", function()
+    local _, chat, err = run_chat(openai("status=503&retry_after_ms=1"), opts({
+      onreconnect = function() error("stop", 0) end }))
+    assert.are.equal("callback", err and err.kind)
+    assert.matches("onreconnect", err.message, 1, true)
+    assert.are.equal(1, chat.retries)
+  end)
+
+  it("max_retries must be a whole number", function()
+    for _, v in ipairs({ -1, 1.5, "2", true }) do
+      local err = raises("usage", fetch.chat, openai(), opts({ max_retries = v }))
+      assert.matches("max_retries", err.message, 1, true)
+    end
+  end)
+end)
+
+describe("fetch.chat: hooks, headers and the request", function()
+  it("every hook gets the chat as its last argument", function()
+    local got = {}
+    fetch.chat(openai("truncate=1"), opts({
+      ontext = function(text, c) got.ontext = c end,
+      onerror = function(err, c) got.onerror = c end,
+    }))
+    local chat = fetch.chat(openai(), opts({ ondone = function(c) got.ondone = c end }))
+    local aborted = fetch.chat(srv:url("/v1?delay=50"), opts({ onabort = function(why, c) got.onabort = c end }))
+    aborted:abort()
+    assert.is_true(fetch.run(10))
+    assert.are.equal(chat, got.ondone)
+    assert.are.equal(aborted, got.onabort)
+    assert.are.equal("table", type(got.ontext))
+    assert.are.equal(got.ontext, got.onerror)
+  end)
+
+  it("a header the caller gives (in any case) wins over what the helper adds", function()
+    local req = capture(function(base)
+      return recorder(base, { api_key = "sk-key", headers = { Authorization = "Bearer other", ACCEPT = "*/*",
+                                                               ["Content-Type"] = "application/json; charset=utf-8" } })
+    end, OPENAI_REPLY)
+    assert.are.equal("Bearer other", req.headers.authorization)
+    assert.are.equal("*/*", req.headers.accept)
+    assert.are.equal("application/json; charset=utf-8", req.headers["content-type"])
+    req = capture(function(base)
+      return recorder(base, { format = "anthropic", api_key = "k", headers = { ["Anthropic-Version"] = "2099-01-01" } })
+    end, ANTHROPIC_REPLY)
+    assert.are.equal("2099-01-01", req.headers["anthropic-version"])
+  end)
+
+  it("chat.request is what was sent: method, url, headers, body", function()
+    local chat = fetch.chat(openai("truncate=0"), opts({ api_key = "sk-1", temperature = 0 }))
+    assert.are.equal("POST", chat.request.method)
+    assert.are.equal(srv:url("/v1/chat/completions?truncate=0&delay=1"), chat.request.url)
+    assert.are.equal("Bearer sk-1", chat.request.headers.authorization)
+    assert.are.equal("text/event-stream", chat.request.headers.accept)
+    local body = cjson.decode(chat.request.body)
+    assert.are.equal(0, body.temperature)
+    assert.is_true(body.stream)
+    chat:close()
+  end)
+
+  it("typos of the new options are caught", function()
+    local err = raises("usage", fetch.chat, openai(), opts({ max_retris = 3 }))
+    assert.matches("did you mean 'max_retries'?", err.message, 1, true)
+    err = raises("usage", fetch.chat, openai(), opts({ ondat = function() end }))
+    assert.matches("did you mean 'ondata'?", err.message, 1, true)
+    err = raises("usage", fetch.chat, openai(), opts({ onreasonig = function() end }))
+    assert.matches("did you mean 'onreasoning'?", err.message, 1, true)
+    err = raises("usage", fetch.chat, openai(), opts({ format = "gemini" }))
+    assert.matches('"responses"', err.message, 1, true)
+    assert.matches('"ollama"', err.message, 1, true)
   end)
 end)

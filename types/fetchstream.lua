@@ -53,7 +53,9 @@
 --- The chat helper's wire format.
 ---@alias fetchstream.ChatFormat
 ---| "openai"    # OpenAI-compatible `/chat/completions` (the default)
----| "anthropic" # Anthropic's Messages events
+---| "responses" # OpenAI's Responses API, `/responses`
+---| "anthropic" # Anthropic's Messages events, `/messages`
+---| "ollama"    # Ollama's native `/api/chat` (NDJSON)
 
 -- Events ---------------------------------------------------------------------
 
@@ -256,18 +258,25 @@ function Stream:times() end
 --- (`idle_timout`): those are `usage` errors ("did you mean"). `body = { }`
 --- sends fields verbatim, whatever their names; `model`, `messages` and
 --- the other top-level fields are laid over it. Giving `ontext`, `ondone`,
---- `onerror` or `onabort` selects the callback form, driven by `fetch.run()`.
+--- `onerror` or `onabort` selects the callback form, driven by `fetch.run()`;
+--- `onreasoning` and `ondata` work in both forms. Every hook gets the chat
+--- as its last argument. `onreconnect(info, s)` also sees each retry: a
+--- request refused before the answer starts (connection refused, 408, 409,
+--- 429, 5xx) is sent again up to `max_retries` times.
 ---@class fetchstream.ChatOptions : fetchstream.RequestOptions
 ---@field model? string The model name (or `body.model`); required.
----@field messages? fetchstream.ChatMessage[] The conversation so far (or `body.messages`); required.
+---@field messages? fetchstream.ChatMessage[] The conversation so far (or `body.messages`); `"responses"`: `input`.
 ---@field body? table<string, any> Request-body fields sent verbatim, under the top-level ones.
 ---@field api_key? string Sent as a Bearer token (`x-api-key` for Anthropic); `false` or `""` is a `usage` error.
 ---@field stream? true The helper always streams: any other value is a `usage` error.
----@field format? fetchstream.ChatFormat `"openai"` (default) or `"anthropic"`.
----@field ontext? fun(text: string) Each non-empty piece of the answer.
+---@field format? fetchstream.ChatFormat Default: from the base URL's end, else `"openai"`.
+---@field max_retries? integer Retries of a request refused before the answer starts (default 2).
+---@field ontext? fun(text: string, chat: fetchstream.Chat) Each non-empty piece of the answer.
+---@field onreasoning? fun(text: string, chat: fetchstream.Chat) Each piece of reasoning; both forms.
+---@field ondata? fun(obj: any, chat: fetchstream.Chat) Every decoded payload, before it is read; both forms.
 ---@field ondone? fun(result: fetchstream.Chat) The end marker came: the answer is complete.
----@field onerror? fun(err: fetchstream.Error) The chat failed (`eof` when it ended before its end marker).
----@field onabort? fun(reason: any) The chat was aborted.
+---@field onerror? fun(err: fetchstream.Error, chat: fetchstream.Chat) The chat failed (`eof`: no end marker).
+---@field onabort? fun(reason: any, chat: fetchstream.Chat) The chat was aborted.
 ---@field stream_options? table Body: `{ include_usage = true }` asks OpenAI for `usage`.
 ---@field temperature? number Body: sampling temperature.
 ---@field top_p? number Body: nucleus sampling.
@@ -281,35 +290,56 @@ function Stream:times() end
 ---@field tools? table[] Body: the tools the model may call.
 ---@field tool_choice? string|table Body: `"auto"`, `"none"`, `"required"` or a tool.
 ---@field response_format? table Body: e.g. `{ type = "json_object" }`.
+---@field input? string|table[] Body, Responses API: the input (`messages` are sent here when it is not given).
+---@field instructions? string Body, Responses API: the system prompt.
+---@field max_output_tokens? integer Body, Responses API: the longest answer.
+---@field reasoning? table Body, Responses API and OpenRouter: e.g. `{ effort = "low", summary = "auto" }`.
+---@field previous_response_id? string Body, Responses API: continue a stored response.
+---@field options? table Body, Ollama: model options (`num_ctx`, `temperature`, ...).
+---@field think? boolean Body, Ollama: ask a thinking model for `message.thinking`.
+---@field keep_alive? string|number Body, Ollama: how long the model stays loaded.
 
---- A tool call of the answer, rebuilt from its streamed pieces. OpenAI:
+--- A tool call of the answer, rebuilt from its streamed pieces, in the
+--- shape the API takes back. OpenAI:
 --- `{ id =, type = "function", ["function"] = { name =, arguments = } }`;
---- Anthropic: `{ id =, type = "tool_use", name =, input = }`.
+--- Responses: `{ type = "function_call", id =, call_id =, name =, arguments = }`;
+--- Anthropic: `{ id =, type = "tool_use", name =, input = }`;
+--- Ollama: as sent, `{ ["function"] = { name =, arguments = { ... } } }`.
 ---@class fetchstream.ToolCall
----@field id string
----@field type string `"function"` (OpenAI) or `"tool_use"` (Anthropic).
----@field ["function"]? { name: string, arguments: string } OpenAI: `arguments` is a JSON string.
----@field name? string Anthropic: the tool's name.
+---@field id? string
+---@field type? string `"function"` (OpenAI), `"function_call"` (Responses) or `"tool_use"` (Anthropic).
+---@field ["function"]? { name: string, arguments: string|table } OpenAI: `arguments` is a JSON string; Ollama: a table.
+---@field name? string Responses, Anthropic: the tool's name.
+---@field call_id? string Responses: the id a `function_call_output` answers.
+---@field arguments? string Responses: the arguments, a JSON string.
 ---@field input? string Anthropic: the input, a JSON string.
 
 --- Timings of a chat answer. Both rates share one time base: from the first
---- text delta to the end of the stream (its end marker, error or abort), and
---- count what came after the first (nil below two, and without text).
+--- output delta (text or reasoning) to the end of the stream (its end
+--- marker, error or abort), and count what came after the first (nil below
+--- two, and without output).
 ---@class fetchstream.ChatStats
----@field ttfb? number Seconds from the request to the first body byte.
----@field ttft? number Seconds from the request to the first text.
----@field deltas_per_second? number Text deltas per second.
----@field tokens_per_second? number Tokens per second: `usage.completion_tokens` (`output_tokens`); nil without usage.
+---@field ttfb? number Seconds from the request to the first body byte (of the attempt that answered).
+---@field ttft? number Seconds from `fetch.chat` to the first answer text (retries included).
+---@field deltas_per_second? number Output (text and reasoning) deltas per second.
+---@field tokens_per_second? number From `completion_tokens` (`output_tokens`, `eval_count`); nil without usage.
 ---@field deltas? integer How many text deltas came.
+---@field reasoning_deltas? integer How many reasoning deltas came.
+---@field total_duration? number Ollama: seconds, as the server measured them.
+---@field load_duration? number Ollama: seconds loading the model.
+---@field prompt_eval_duration? number Ollama: seconds reading the prompt.
+---@field eval_duration? number Ollama: seconds generating the answer.
 
 --- The outcome of a chat answer.
 ---@class fetchstream.ChatResult
 ---@field text string The whole answer (set once the chat has ended).
+---@field reasoning string The model's reasoning, if it sent any (set once the chat has ended).
 ---@field finish_reason? string Why the model stopped (`"stop"`, `"length"`, `"tool_calls"`, `"end_turn"`, ...).
 ---@field usage? table The API's token counts, when it sent them.
 ---@field tool_calls fetchstream.ToolCall[] The tool calls the model made (empty when none).
 ---@field stats fetchstream.ChatStats
 ---@field model? string The model that answered, as the API reported it.
+---@field retries integer How many times the request was sent again before an answer started.
 ---@field error? fetchstream.Error The error that ended the chat.
 
 --- The chat object. `fetch.chat` returns it as the iterator of a generic
@@ -319,12 +349,20 @@ function Stream:times() end
 ---@class fetchstream.Chat : fetchstream.ChatResult
 ---@field format fetchstream.ChatFormat The wire format in use.
 ---@field done? boolean `true` once the end marker came.
----@field stream fetchstream.Stream The underlying stream.
+---@field stream fetchstream.Stream The underlying stream (of the last attempt).
+---@field request fetchstream.ChatRequest What the helper sends.
 ---@overload fun(): string?
 local Chat = {}
 
 --- Abort the transfer if it still runs; idempotent; also `__close`.
 function Chat:close() end
+
+--- The request a chat sends (the same on every retry).
+---@class fetchstream.ChatRequest
+---@field method string `"POST"`.
+---@field url string The endpoint: base URL plus the format's path.
+---@field headers table<string, string> The headers, as given to the request.
+---@field body string The JSON body.
 
 --- Stop the chat now; with callbacks, `onabort(reason)` fires.
 ---@param reason? any
@@ -581,9 +619,12 @@ function fetchstream.client() end
 ---     print(chat.finish_reason, chat.stats.deltas_per_second)
 ---
 --- `base_url` is the API root (`.../v1`); `/chat/completions` is appended
---- (`/messages` for `format = "anthropic"`) unless it already ends with it;
---- trailing slashes are dropped and a query string stays at the end. Only
---- non-empty text is yielded.
+--- (`/responses`, `/messages`, `/api/chat` for `format = "responses"`,
+--- `"anthropic"`, `"ollama"`, whose root is the host) unless it already
+--- ends with it; trailing slashes are dropped and a query string stays at
+--- the end. Only non-empty answer text is yielded (reasoning goes to
+--- `chat.reasoning` and `onreasoning`). A request refused before the answer
+--- starts is sent again, up to `max_retries` (2) times.
 --- Returns the chat object as iterator, state and closing value; with any of
 --- `ontext`, `ondone`, `onerror`, `onabort` it returns the chat alone and
 --- `fetch.run()` drives it.

@@ -21,6 +21,12 @@ stub.CANNED_TOKENS = {
 }
 stub.CANNED_ANSWER = table.concat(stub.CANNED_TOKENS)
 
+-- The reasoning that the LLM routes stream before the answer with
+-- reasoning=1 (OpenAI-compatible reasoning_content, Anthropic thinking,
+-- Responses reasoning summary, Ollama message.thinking), token by token.
+stub.CANNED_REASONING = { "The", " user", " wants", " a", " greeting", ";", " keep", " it", " short", "." }
+stub.CANNED_REASONING_TEXT = table.concat(stub.CANNED_REASONING)
+
 -- The tool calls that /v1/chat/completions?tools=1 streams. Each call's
 -- arguments arrive in these pieces, one delta each (OpenAI style).
 stub.TOOL_CALL_PIECES = {

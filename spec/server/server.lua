@@ -55,16 +55,18 @@ end
 
 -- The canned chat answer and tool calls live in init.lua (stub.CANNED_TOKENS,
 -- stub.TOOL_CALL_PIECES) so that the specs and the server share one copy.
-local CANNED_TOKENS, TOOL_CALL_PIECES
+local CANNED_TOKENS, TOOL_CALL_PIECES, CANNED_REASONING
 do
   local dir = (arg and arg[0] or ""):match("^(.*[/\\])") or "./"
   local ok, mod = pcall(dofile, dir .. "init.lua")
   if ok and type(mod) == "table" and mod.CANNED_TOKENS then
     CANNED_TOKENS = mod.CANNED_TOKENS
     TOOL_CALL_PIECES = mod.TOOL_CALL_PIECES
+    CANNED_REASONING = mod.CANNED_REASONING
   else
     CANNED_TOKENS = { "Hello", "!", " I", " am", " the", " stub", "." }
   end
+  CANNED_REASONING = CANNED_REASONING or { "The", " user", " wants", " a", " greeting", "." }
   TOOL_CALL_PIECES = TOOL_CALL_PIECES or {
     { id = "call_1", name = "get_weather", pieces = { '{"city":', '"Paris",', '"unit":', '"c"}' } },
     { id = "call_2", name = "get_time", pieces = { '{"tz":', '"CET"}' } },
@@ -730,17 +732,13 @@ local function auth_ok(req, allow_x_api_key)
   return allow_x_api_key and h["x-api-key"] == key or false
 end
 
--- status=/retry_after= on the LLM routes: a non-2xx status is answered with a
--- JSON error body (error_body(code)) before the request body is looked at.
--- Returns true when it answered.
-local function llm_status(c, req, error_body)
-  local q = req.query
-  local code = math.tointeger(qnum(q, "status", 200)) or 200
-  if code >= 200 and code < 300 then return false end
-  local extra = {}
-  if q.retry_after then extra[1] = { "Retry-After", q.retry_after } end
-  c:respond(code, q.ct or "application/json", error_body(code), extra)
-  return true
+-- Per-tag counts of the LLM routes' hangup= and fail= (requests without a
+-- tag share one count).
+local llm_counts = {}
+local function llm_count(q, what)
+  local key = what .. "\0" .. (q.tag or "")
+  llm_counts[key] = (llm_counts[key] or 0) + 1
+  return llm_counts[key]
 end
 
 -- A count parameter (truncate, error_after, ...): nil when absent or < 0.
@@ -748,6 +746,93 @@ local function qcount(q, name)
   local v = math.tointeger(tonumber(q[name]))
   if v and v >= 0 then return v end
   return nil
+end
+
+-- The checks every LLM route makes before it reads the request body, in
+-- this order. Returns true when it has answered (or hung up).
+--   hangup=F  the first F requests (per tag) get no response at all: the
+--             connection is closed (a client sees a network error)
+--   key=K     see auth_ok; a 401 with auth_error
+--   status=S  a non-2xx S is answered with error_body(S); with fail=F only
+--             the first F requests (per tag) are, later ones stream
+--   retry_after=R, retry_after_ms=MS, should_retry=true|false
+--             add Retry-After, retry-after-ms, x-should-retry to that error
+local function llm_gate(c, req, error_body, auth_error, allow_x_api_key)
+  local q = req.query
+  local hangup = qcount(q, "hangup")
+  if hangup and llm_count(q, "hangup") <= hangup then
+    c.keep = false
+    return true -- the connection closes without a byte of response
+  end
+  if not auth_ok(req, allow_x_api_key) then
+    c:respond(401, "application/json", auth_error)
+    return true
+  end
+  local code = math.tointeger(qnum(q, "status", 200)) or 200
+  if code >= 200 and code < 300 then return false end
+  local fail = qcount(q, "fail")
+  if fail and llm_count(q, "fail") > fail then return false end
+  local extra = {}
+  if q.retry_after then extra[#extra + 1] = { "Retry-After", q.retry_after } end
+  if q.retry_after_ms then extra[#extra + 1] = { "retry-after-ms", q.retry_after_ms } end
+  if q.should_retry then extra[#extra + 1] = { "x-should-retry", q.should_retry } end
+  c:respond(code, q.ct or "application/json", error_body(code), extra)
+  return true
+end
+
+-- The status of a normal answer: status= when it is 2xx (a non-2xx one
+-- only gets here with fail=, once the failures are over).
+local function ok_status(q)
+  local code = math.tointeger(qnum(q, "status", 200)) or 200
+  if code < 200 or code > 299 then code = 200 end
+  return code
+end
+
+local function stream_ok(c, req, default_ct)
+  local q = req.query
+  local headers = without_ct(q, { { "Content-Type", q.ct or default_ct or "text/event-stream" },
+                                  { "Cache-Control", "no-cache" } })
+  return c:head(ok_status(q), headers, "chunked")
+end
+
+-- The whitespace-separated words of the string contents of `messages`
+-- (a list of { content = "..." }), or of a string.
+local function count_words(v)
+  local n = 0
+  if type(v) == "string" then
+    for _ in v:gmatch("%S+") do n = n + 1 end
+  elseif type(v) == "table" then
+    for _, m in ipairs(v) do
+      if type(m) == "table" and type(m.content) == "string" then
+        for _ in m.content:gmatch("%S+") do n = n + 1 end
+      end
+    end
+  end
+  return n
+end
+
+local function prompt_tokens(obj)
+  return count_words(obj.messages)
+end
+
+local function decode_body(c, req)
+  local obj = cjson_safe.decode(req.body or "")
+  if type(obj) ~= "table" then
+    c:respond(400, "application/json",
+      '{"error":{"message":"request body is not a JSON object","type":"invalid_request_error"}}')
+    return nil
+  end
+  return obj
+end
+
+-- The tool calls' arguments, whole: '{"city":"Paris","unit":"c"}'.
+local function call_arguments(call) return concat(call.pieces) end
+
+-- echo=1: the answer is the request body itself, as one token (to see what
+-- a client sent).
+local function answer_tokens(req)
+  if req.query.echo == "1" then return { req.body or "" } end
+  return CANNED_TOKENS
 end
 
 -- OpenAI-compatible chat completions ---------------------------------------
@@ -765,39 +850,25 @@ local function openai_error(code)
   return sfmt('{"error":{"message":%s}}', jstr(error_message(code)))
 end
 
-local function decode_body(c, req)
-  local obj = cjson_safe.decode(req.body or "")
-  if type(obj) ~= "table" then
-    c:respond(400, "application/json",
-      '{"error":{"message":"request body is not a JSON object","type":"invalid_request_error"}}')
-    return nil
-  end
-  return obj
-end
-
-local function prompt_tokens(obj)
-  local n = 0
-  if type(obj.messages) == "table" then
-    for _, m in ipairs(obj.messages) do
-      if type(m) == "table" and type(m.content) == "string" then
-        for _ in m.content:gmatch("%S+") do n = n + 1 end
-      end
-    end
-  end
-  return n
-end
-
 -- The stream of a chat answer: the first delta, then items {delta, counts}
 -- (counts: the item is a token for truncate/error_after/usage), then the
--- finish reason.
-local function chat_plan(q)
+-- finish reason and how many reasoning tokens came first.
+local function chat_plan(q, tokens)
   local items = {}
+  local nreason = 0
+  if q.reasoning == "1" then
+    local field = q.reasoning_field == "reasoning" and "reasoning" or "reasoning_content"
+    for _, tok in ipairs(CANNED_REASONING) do
+      items[#items + 1] = { sfmt('{"content":null,"%s":%s}', field, jstr(tok)), false }
+      nreason = nreason + 1
+    end
+  end
   if q.tools == "1" then
     local first
     for idx, call in ipairs(TOOL_CALL_PIECES) do
       local head = sfmt('{"index":%d,"id":%s,"type":"function","function":{"name":%s,"arguments":""}}',
         idx - 1, jstr(call.id), jstr(call.name))
-      if idx == 1 then
+      if idx == 1 and nreason == 0 then
         first = '{"role":"assistant","content":null,"tool_calls":[' .. head .. ']}'
       else
         items[#items + 1] = { '{"tool_calls":[' .. head .. ']}', false }
@@ -807,20 +878,20 @@ local function chat_plan(q)
           idx - 1, jstr(piece)), true }
       end
     end
-    return first, items, "tool_calls"
+    return first or '{"role":"assistant","content":null}', items, "tool_calls", nreason
   end
-  for i, tok in ipairs(CANNED_TOKENS) do items[i] = { '{"content":' .. jstr(tok) .. '}', true } end
-  return '{"role":"assistant","content":""}', items, "stop"
+  for _, tok in ipairs(tokens) do items[#items + 1] = { '{"content":' .. jstr(tok) .. '}', true } end
+  return '{"role":"assistant","content":""}', items, "stop", nreason
 end
 
-local function chat_message_json(q)
+local function chat_message_json(q, tokens)
   if q.tools ~= "1" then
-    return '{"role":"assistant","content":' .. jstr(concat(CANNED_TOKENS)) .. '}', #CANNED_TOKENS
+    return '{"role":"assistant","content":' .. jstr(concat(tokens)) .. '}', #tokens
   end
   local calls, n = {}, 0
   for i, call in ipairs(TOOL_CALL_PIECES) do
     calls[i] = sfmt('{"id":%s,"type":"function","function":{"name":%s,"arguments":%s}}',
-      jstr(call.id), jstr(call.name), jstr(concat(call.pieces)))
+      jstr(call.id), jstr(call.name), jstr(call_arguments(call)))
     n = n + #call.pieces
   end
   return '{"role":"assistant","content":null,"tool_calls":[' .. concat(calls, ",") .. ']}', n
@@ -828,11 +899,7 @@ end
 
 local function chat_route(c, req)
   local q = req.query
-  if not auth_ok(req) then
-    c:respond(401, "application/json", '{"error":{"message":"invalid api key"}}')
-    return
-  end
-  if llm_status(c, req, openai_error) then return end
+  if llm_gate(c, req, openai_error, '{"error":{"message":"invalid api key"}}') then return end
   local obj = decode_body(c, req)
   if not obj then return end
   local model = type(obj.model) == "string" and obj.model or "stub"
@@ -840,21 +907,21 @@ local function chat_route(c, req)
   local truncate, error_after = qcount(q, "truncate"), qcount(q, "error_after")
   local ptok = prompt_tokens(obj)
   if obj.stream ~= true then
-    local message, ntok = chat_message_json(q)
+    local message, ntok = chat_message_json(q, answer_tokens(req))
     local body = sfmt('{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,'
       .. '"model":%s,"choices":[{"index":0,"message":%s,'
       .. '"finish_reason":%s}],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}',
       jstr(model), message, jstr(q.tools == "1" and "tool_calls" or "stop"), ptok, ntok, ptok + ntok)
-    c:respond(math.tointeger(qnum(q, "status", 200)) or 200, q.ct or "application/json", body)
+    c:respond(ok_status(q), q.ct or "application/json", body)
     return
   end
-  local first, items, finish = chat_plan(q)
-  if not stream_head(c, req) then return end
+  local first, items, finish, nreason = chat_plan(q, answer_tokens(req))
+  if not stream_ok(c, req) then return end
   if not c:chunk(chat_chunk(model, first)) then return end
   local ntok = 0
   for _, item in ipairs(items) do
-    if truncate and ntok >= truncate then return c:finish() end
-    if error_after and ntok >= error_after then break end
+    if item[2] and truncate and ntok >= truncate then return c:finish() end
+    if item[2] and error_after and ntok >= error_after then break end
     if delay > 0 and not c:sleep(delay) then return end
     if not c:chunk(chat_chunk(model, item[1])) then return end
     if item[2] then ntok = ntok + 1 end
@@ -866,11 +933,176 @@ local function chat_route(c, req)
   if not c:chunk(chat_chunk(model, "{}", finish)) then return end
   local so = obj.stream_options
   if type(so) == "table" and so.include_usage == true then
+    local details = nreason > 0 and sfmt(',"completion_tokens_details":{"reasoning_tokens":%d}', nreason) or ""
     if not c:chunk(sfmt('data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,'
-      .. '"model":%s,"choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n',
-      jstr(model), ptok, ntok, ptok + ntok)) then return end
+      .. '"model":%s,"choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d%s}}\n\n',
+      jstr(model), ptok, ntok + nreason, ptok + ntok + nreason, details)) then return end
   end
   if not c:chunk("data: [DONE]\n\n") then return end
+  c:finish()
+end
+
+-- OpenAI Responses API -------------------------------------------------------
+
+local function responses_route(c, req)
+  local q = req.query
+  if llm_gate(c, req, openai_error, '{"error":{"message":"invalid api key"}}') then return end
+  local obj = decode_body(c, req)
+  if not obj then return end
+  local model = jstr(type(obj.model) == "string" and obj.model or "stub")
+  local delay = qnum(q, "delay", 30)
+  local truncate, error_after, incomplete = qcount(q, "truncate"), qcount(q, "error_after"), qcount(q, "incomplete")
+  local ptok = count_words(obj.input)
+  local tokens = answer_tokens(req)
+  local seq = -1
+  local function ev(data)
+    seq = seq + 1
+    local name = data:match('^{"type":"([^"]+)"')
+    return c:chunk(sfmt("event: %s\ndata: %s,\"sequence_number\":%d}\n\n", name, data:sub(1, -2), seq))
+  end
+  local function response(status, output, usage, extra)
+    return sfmt('{"id":"resp_1","object":"response","created_at":1700000000,"status":"%s","model":%s,'
+      .. '"output":[%s],"usage":%s%s}', status, model, concat(output, ","), usage or "null", extra or "")
+  end
+  local function usage(n, r)
+    return sfmt('{"input_tokens":%d,"input_tokens_details":{"cached_tokens":0},"output_tokens":%d,'
+      .. '"output_tokens_details":{"reasoning_tokens":%d},"total_tokens":%d}', ptok, n + r, r, ptok + n + r)
+  end
+  local reasoning_item = sfmt('{"id":"rs_1","type":"reasoning","summary":[{"type":"summary_text","text":%s}]}',
+    jstr(concat(CANNED_REASONING)))
+  local message_item = sfmt('{"id":"msg_1","type":"message","status":"completed","role":"assistant",'
+    .. '"content":[{"type":"output_text","text":%s,"annotations":[]}]}', jstr(concat(tokens)))
+  local function call_item(i, call, status, arguments)
+    return sfmt('{"id":"fc_%d","type":"function_call","status":"%s","call_id":%s,"name":%s,"arguments":%s}',
+      i, status, jstr(call.id), jstr(call.name), jstr(arguments))
+  end
+  if obj.stream ~= true then
+    local output = {}
+    if q.reasoning == "1" then output[#output + 1] = reasoning_item end
+    local n = 0
+    if q.tools == "1" then
+      for i, call in ipairs(TOOL_CALL_PIECES) do
+        output[#output + 1] = call_item(i, call, "completed", call_arguments(call))
+        n = n + #call.pieces
+      end
+    else
+      output[#output + 1] = message_item
+      n = #tokens
+    end
+    local r = q.reasoning == "1" and #CANNED_REASONING or 0
+    c:respond(ok_status(q), q.ct or "application/json", response("completed", output, usage(n, r)))
+    return
+  end
+  if not stream_ok(c, req) then return end
+  local inprogress = response("in_progress", {})
+  if not ev('{"type":"response.created","response":' .. inprogress .. '}') then return end
+  if not ev('{"type":"response.in_progress","response":' .. inprogress .. '}') then return end
+  local output, index, ntok, nreason = {}, 0, 0, 0
+  local function pause() return delay <= 0 or c:sleep(delay) end
+  -- nil: go on; "stop": a count was reached (ntok is where)
+  local function token_gate()
+    if truncate and ntok >= truncate then return "truncate" end
+    if error_after and ntok >= error_after then return "error" end
+    if incomplete and ntok >= incomplete then return "incomplete" end
+  end
+  local stop
+  if q.reasoning == "1" then
+    if not ev(sfmt('{"type":"response.output_item.added","output_index":%d,'
+      .. '"item":{"id":"rs_1","type":"reasoning","summary":[]}}', index)) then return end
+    if not ev(sfmt('{"type":"response.reasoning_summary_part.added","item_id":"rs_1","output_index":%d,'
+      .. '"summary_index":0,"part":{"type":"summary_text","text":""}}', index)) then return end
+    for _, tok in ipairs(CANNED_REASONING) do
+      if not pause() then return end
+      if not ev(sfmt('{"type":"response.reasoning_summary_text.delta","item_id":"rs_1","output_index":%d,'
+        .. '"summary_index":0,"delta":%s}', index, jstr(tok))) then return end
+      nreason = nreason + 1
+    end
+    local text = jstr(concat(CANNED_REASONING))
+    if not ev(sfmt('{"type":"response.reasoning_summary_text.done","item_id":"rs_1","output_index":%d,'
+      .. '"summary_index":0,"text":%s}', index, text)) then return end
+    if not ev(sfmt('{"type":"response.reasoning_summary_part.done","item_id":"rs_1","output_index":%d,'
+      .. '"summary_index":0,"part":{"type":"summary_text","text":%s}}', index, text)) then return end
+    if not ev(sfmt('{"type":"response.output_item.done","output_index":%d,"item":%s}', index, reasoning_item)) then
+      return
+    end
+    output[#output + 1] = reasoning_item
+    index = index + 1
+  end
+  if q.tools == "1" then
+    for i, call in ipairs(TOOL_CALL_PIECES) do
+      if stop then break end
+      local id = "fc_" .. i
+      if not ev(sfmt('{"type":"response.output_item.added","output_index":%d,"item":%s}',
+        index, call_item(i, call, "in_progress", ""))) then return end
+      for _, piece in ipairs(call.pieces) do
+        stop = token_gate()
+        if stop then break end
+        if not pause() then return end
+        if not ev(sfmt('{"type":"response.function_call_arguments.delta","item_id":"%s","output_index":%d,'
+          .. '"delta":%s}', id, index, jstr(piece))) then return end
+        ntok = ntok + 1
+      end
+      if not stop then
+        local args = call_arguments(call)
+        if not ev(sfmt('{"type":"response.function_call_arguments.done","item_id":"%s","output_index":%d,'
+          .. '"arguments":%s}', id, index, jstr(args))) then return end
+        local item = call_item(i, call, "completed", args)
+        if not ev(sfmt('{"type":"response.output_item.done","output_index":%d,"item":%s}', index, item)) then
+          return
+        end
+        output[#output + 1] = item
+        index = index + 1
+      end
+    end
+  else
+    if not ev(sfmt('{"type":"response.output_item.added","output_index":%d,"item":{"id":"msg_1",'
+      .. '"type":"message","status":"in_progress","role":"assistant","content":[]}}', index)) then return end
+    if not ev(sfmt('{"type":"response.content_part.added","item_id":"msg_1","output_index":%d,'
+      .. '"content_index":0,"part":{"type":"output_text","text":"","annotations":[]}}', index)) then return end
+    local sent = {}
+    for _, tok in ipairs(tokens) do
+      stop = token_gate()
+      if stop then break end
+      if not pause() then return end
+      if not ev(sfmt('{"type":"response.output_text.delta","item_id":"msg_1","output_index":%d,'
+        .. '"content_index":0,"delta":%s,"logprobs":[]}', index, jstr(tok))) then return end
+      ntok = ntok + 1
+      sent[#sent + 1] = tok
+    end
+    if not stop then
+      local text = jstr(concat(sent))
+      if not ev(sfmt('{"type":"response.output_text.done","item_id":"msg_1","output_index":%d,'
+        .. '"content_index":0,"text":%s,"logprobs":[]}', index, text)) then return end
+      if not ev(sfmt('{"type":"response.content_part.done","item_id":"msg_1","output_index":%d,'
+        .. '"content_index":0,"part":{"type":"output_text","text":%s,"annotations":[]}}', index, text)) then
+        return
+      end
+      if not ev(sfmt('{"type":"response.output_item.done","output_index":%d,"item":%s}',
+        index, message_item)) then return end
+      output[#output + 1] = message_item
+    elseif stop == "incomplete" then -- the message as far as it went
+      output[#output + 1] = sfmt('{"id":"msg_1","type":"message","status":"incomplete","role":"assistant",'
+        .. '"content":[{"type":"output_text","text":%s,"annotations":[]}]}', jstr(concat(sent)))
+    end
+  end
+  stop = stop or token_gate() -- a count at the very end still applies (as on the other routes)
+  if stop == "truncate" then return c:finish() end
+  if stop == "error" then
+    if q.error_event == "1" then
+      if not ev('{"type":"error","code":"server_error","message":"stub: overloaded","param":null}') then return end
+    else
+      if not ev('{"type":"response.failed","response":' .. response("failed", output, "null",
+        ',"error":{"code":"server_error","message":"stub: overloaded"}') .. '}') then return end
+    end
+    return c:finish()
+  end
+  if stop == "incomplete" then
+    if not ev('{"type":"response.incomplete","response":' .. response("incomplete", output, usage(ntok, nreason),
+      ',"incomplete_details":{"reason":"max_output_tokens"}') .. '}') then return end
+    return c:finish()
+  end
+  if not ev('{"type":"response.completed","response":' .. response("completed", output, usage(ntok, nreason))
+    .. '}') then return end
   c:finish()
 end
 
@@ -884,48 +1116,95 @@ end
 
 local function anthropic_route(c, req)
   local q = req.query
-  if not auth_ok(req, true) then
-    c:respond(401, "application/json",
-      '{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}')
+  if llm_gate(c, req, anthropic_error,
+    '{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}', true) then
     return
   end
-  if llm_status(c, req, anthropic_error) then return end
   local obj = decode_body(c, req)
   if not obj then return end
   local model = type(obj.model) == "string" and obj.model or "stub"
   local delay = qnum(q, "delay", 30)
-  local ntok = #CANNED_TOKENS
   local truncate, error_after = qcount(q, "truncate"), qcount(q, "error_after")
   local ptok = prompt_tokens(obj)
+  local tokens = answer_tokens(req)
   if obj.stream ~= true then
     local body = sfmt('{"id":"msg_1","type":"message","role":"assistant","model":%s,'
       .. '"content":[{"type":"text","text":%s}],"stop_reason":"end_turn","stop_sequence":null,'
-      .. '"usage":{"input_tokens":%d,"output_tokens":%d}}', jstr(model), jstr(concat(CANNED_TOKENS)), ptok, ntok)
-    c:respond(math.tointeger(qnum(q, "status", 200)) or 200, q.ct or "application/json", body)
+      .. '"usage":{"input_tokens":%d,"output_tokens":%d}}', jstr(model), jstr(concat(tokens)), ptok,
+      #tokens)
+    c:respond(ok_status(q), q.ct or "application/json", body)
     return
   end
   local function ev(name, data) return c:chunk("event: " .. name .. "\ndata: " .. data .. "\n\n") end
-  if not stream_head(c, req) then return end
+  local function delta(index, d)
+    return ev("content_block_delta", sfmt('{"type":"content_block_delta","index":%d,"delta":%s}', index, d))
+  end
+  if not stream_ok(c, req) then return end
   if not ev("message_start", sfmt('{"type":"message_start","message":{"id":"msg_1","type":"message",'
     .. '"role":"assistant","content":[],"model":%s,"stop_reason":null,"stop_sequence":null,'
     .. '"usage":{"input_tokens":%d,"output_tokens":1}}}', jstr(model), ptok)) then return end
-  if not ev("content_block_start",
-    '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}') then return end
-  if not ev("ping", '{"type":"ping"}') then return end
-  for i, tok in ipairs(CANNED_TOKENS) do
-    if truncate and i > truncate then return c:finish() end
-    if error_after and i > error_after then break end
-    if delay > 0 and not c:sleep(delay) then return end
-    if not ev("content_block_delta", '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
-      .. jstr(tok) .. '}}') then return end
+  local index, nreason = 0, 0
+  if q.reasoning == "1" then
+    if not ev("content_block_start", '{"type":"content_block_start","index":0,'
+      .. '"content_block":{"type":"thinking","thinking":""}}') then return end
+    for _, tok in ipairs(CANNED_REASONING) do
+      if delay > 0 and not c:sleep(delay) then return end
+      if not delta(0, '{"type":"thinking_delta","thinking":' .. jstr(tok) .. '}') then return end
+      nreason = nreason + 1
+    end
+    if not delta(0, '{"type":"signature_delta","signature":"c3R1Yi1zaWduYXR1cmU="}') then return end
+    if not ev("content_block_stop", '{"type":"content_block_stop","index":0}') then return end
+    index = 1
   end
-  if error_after and error_after <= ntok then
+  -- the answer: text deltas, or tool_use blocks whose input arrives in pieces
+  local ntok, stop = 0, nil
+  local function gate()
+    if truncate and ntok >= truncate then return "truncate" end
+    if error_after and ntok >= error_after then return "error" end
+  end
+  if q.tools == "1" then
+    for _, call in ipairs(TOOL_CALL_PIECES) do
+      if stop then break end
+      if not ev("content_block_start", sfmt('{"type":"content_block_start","index":%d,'
+        .. '"content_block":{"type":"tool_use","id":%s,"name":%s,"input":{}}}', index, jstr(call.id),
+        jstr(call.name))) then return end
+      if not delta(index, '{"type":"input_json_delta","partial_json":""}') then return end
+      for _, piece in ipairs(call.pieces) do
+        stop = gate()
+        if stop then break end
+        if delay > 0 and not c:sleep(delay) then return end
+        if not delta(index, '{"type":"input_json_delta","partial_json":' .. jstr(piece) .. '}') then return end
+        ntok = ntok + 1
+      end
+      if not stop then
+        if not ev("content_block_stop", sfmt('{"type":"content_block_stop","index":%d}', index)) then return end
+        index = index + 1
+      end
+    end
+  else
+    if not ev("content_block_start", sfmt('{"type":"content_block_start","index":%d,'
+      .. '"content_block":{"type":"text","text":""}}', index)) then return end
+    if not ev("ping", '{"type":"ping"}') then return end
+    for _, tok in ipairs(tokens) do
+      stop = gate()
+      if stop then break end
+      if delay > 0 and not c:sleep(delay) then return end
+      if not delta(index, '{"type":"text_delta","text":' .. jstr(tok) .. '}') then return end
+      ntok = ntok + 1
+    end
+    if not stop and not ev("content_block_stop", sfmt('{"type":"content_block_stop","index":%d}', index)) then
+      return
+    end
+  end
+  stop = stop or gate()
+  if stop == "truncate" then return c:finish() end
+  if stop == "error" then
     if not ev("error", '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}') then return end
     return c:finish()
   end
-  if not ev("content_block_stop", '{"type":"content_block_stop","index":0}') then return end
-  if not ev("message_delta", sfmt('{"type":"message_delta","delta":{"stop_reason":"end_turn",'
-    .. '"stop_sequence":null},"usage":{"output_tokens":%d}}', ntok)) then return end
+  if not ev("message_delta", sfmt('{"type":"message_delta","delta":{"stop_reason":"%s",'
+    .. '"stop_sequence":null},"usage":{"output_tokens":%d}}', q.tools == "1" and "tool_use" or "end_turn",
+    ntok + nreason)) then return end
   if not ev("message_stop", '{"type":"message_stop"}') then return end
   c:finish()
 end
@@ -933,6 +1212,8 @@ end
 -- Ollama native chat (NDJSON) ----------------------------------------------------
 
 local OLLAMA_CREATED = "2024-01-01T00:00:00Z"
+-- The durations of the final line, in nanoseconds, as Ollama reports them.
+local OLLAMA_DURATIONS = { total = 123456789, load = 1234567, prompt_eval = 2345678, eval = 98765432 }
 
 local function ollama_error(code)
   return sfmt('{"error":%s}', jstr(error_message(code)))
@@ -940,38 +1221,57 @@ end
 
 local function ollama_route(c, req)
   local q = req.query
-  if not auth_ok(req) then
-    c:respond(401, "application/json", '{"error":"invalid api key"}')
-    return
-  end
-  if llm_status(c, req, ollama_error) then return end
+  if llm_gate(c, req, ollama_error, '{"error":"invalid api key"}') then return end
   local obj = cjson_safe.decode(req.body or "")
   if type(obj) ~= "table" then
     c:respond(400, "application/json", '{"error":"request body is not a JSON object"}')
     return
   end
   local model = jstr(type(obj.model) == "string" and obj.model or "stub")
-  local ntok = #CANNED_TOKENS
+  local function message_line(fields)
+    return sfmt('{"model":%s,"created_at":"%s","message":{"role":"assistant",%s},"done":false}\n',
+      model, OLLAMA_CREATED, fields)
+  end
+  -- lines: { text, counts } where counts marks a token line (truncate, error_after)
+  local lines, nreason, ntok = {}, 0, 0
+  local tokens = answer_tokens(req)
+  if q.reasoning == "1" then
+    for _, tok in ipairs(CANNED_REASONING) do
+      lines[#lines + 1] = { message_line('"content":"","thinking":' .. jstr(tok)), false }
+      nreason = nreason + 1
+    end
+  end
+  if q.tools == "1" then
+    for _, call in ipairs(TOOL_CALL_PIECES) do
+      lines[#lines + 1] = { message_line(sfmt('"content":"","tool_calls":[{"function":{"name":%s,"arguments":%s}}]',
+        jstr(call.name), call_arguments(call))), true }
+      ntok = ntok + 1
+    end
+  else
+    for _, tok in ipairs(tokens) do
+      lines[#lines + 1] = { message_line('"content":' .. jstr(tok)), true }
+      ntok = ntok + 1
+    end
+  end
+  local ptok = prompt_tokens(obj)
   local function final_line(content)
+    local d = OLLAMA_DURATIONS
     return sfmt('{"model":%s,"created_at":"%s","message":{"role":"assistant","content":%s},'
-      .. '"done":true,"done_reason":"stop","eval_count":%d}\n', model, OLLAMA_CREATED, jstr(content), ntok)
+      .. '"done":true,"done_reason":"stop","total_duration":%d,"load_duration":%d,"prompt_eval_count":%d,'
+      .. '"prompt_eval_duration":%d,"eval_count":%d,"eval_duration":%d}\n', model, OLLAMA_CREATED, jstr(content),
+      d.total, d.load, ptok, d.prompt_eval, ntok + nreason, d.eval)
   end
   if obj.stream == false then -- Ollama streams unless told not to
-    c:respond(math.tointeger(qnum(q, "status", 200)) or 200, q.ct or "application/json",
-      (final_line(concat(CANNED_TOKENS)):gsub("\n$", "")))
+    c:respond(ok_status(q), q.ct or "application/json",
+      (final_line(concat(tokens)):gsub("\n$", "")))
     return
   end
   local delay = qnum(q, "delay", 30)
   local split_delay = qnum(q, "split_delay", 10)
   local truncate, error_after = qcount(q, "truncate"), qcount(q, "error_after")
   local bad_line = math.tointeger(tonumber(q.bad_line))
-  local lines = {}
-  for i, tok in ipairs(CANNED_TOKENS) do
-    lines[i] = sfmt('{"model":%s,"created_at":"%s","message":{"role":"assistant","content":%s},"done":false}\n',
-      model, OLLAMA_CREATED, jstr(tok))
-  end
-  lines[ntok + 1] = final_line("")
-  if bad_line and lines[bad_line] then lines[bad_line] = "this is not json\n" end
+  lines[#lines + 1] = { final_line(""), false }
+  if bad_line and lines[bad_line] then lines[bad_line][1] = "this is not json\n" end
   local function send_line(line)
     if q.split ~= "1" or #line < 2 then return c:chunk(line) end
     local half = #line // 2
@@ -979,15 +1279,18 @@ local function ollama_route(c, req)
     if split_delay > 0 and not c:sleep(split_delay) then return nil end
     return c:chunk(ssub(line, half + 1))
   end
-  if not stream_head(c, req, "application/x-ndjson") then return end
+  if not stream_ok(c, req, "application/x-ndjson") then return end
+  local sent = 0 -- token lines sent
   for i, line in ipairs(lines) do
-    if i <= ntok and truncate and i > truncate then return c:finish() end
-    if error_after and error_after <= ntok and i == error_after + 1 then
+    local last = i == #lines
+    if (line[2] or last) and truncate and sent >= truncate and truncate < ntok then return c:finish() end
+    if (line[2] or last) and error_after and sent >= error_after and error_after <= ntok then
       if not send_line('{"error":"stub: overloaded"}\n') then return end
       return c:finish()
     end
     if i > 1 and delay > 0 and not c:sleep(delay) then return end
-    if not send_line(line) then return end
+    if not send_line(line[1]) then return end
+    if line[2] then sent = sent + 1 end
   end
   c:finish()
 end
@@ -1006,6 +1309,9 @@ local function dispatch(c, req)
   if code then return status_route(c, req, tonumber(code)) end
   if path:sub(-17) == "/chat/completions" then
     return post_only(c, req) and chat_route(c, req)
+  end
+  if path:sub(-10) == "/responses" then
+    return post_only(c, req) and responses_route(c, req)
   end
   if path:sub(-12) == "/v1/messages" then
     return post_only(c, req) and anthropic_route(c, req)
