@@ -738,17 +738,7 @@ function start_stream(chat, delay)
   else
     s = client:_start("chat", url, opts, false, chat._read)
   end
-  if delay then
-    -- A hook the engine lacks ("start this stream later"), made of the
-    -- pieces its reconnection uses: nothing has been sent yet (curl acts on
-    -- the next step); the transfer stops and the stream waits, like one
-    -- about to reconnect (the client wakes it), then starts afresh
-    -- (reconnects ends at 0).
-    core.stream_abort(s)
-    s._reconnect_at = now() + delay
-    core.stream_wake(s, delay)
-    s.reconnects = -1
-  end
+  if delay then stream.start_later(s, delay) end
   chat.stream = s
   return s
 end

@@ -187,10 +187,21 @@ local function connect_again(s)
   set_state(s, "connecting")
   s._refused, s._mode = nil, nil
   s.status, s.headers = nil, nil
-  s.reconnects = s.reconnects + 1
+  if s._held then s._held = nil else s.reconnects = s.reconnects + 1 end
   request.set_last_event_id(s._req, s.last_event_id)
   local ok, err = s._transfer:restart(s._req, s)
   if not ok then finish(s, err.kind, err) end
+end
+
+--- Hold a new stream's request back for `delay` seconds (a chat helper's
+-- retry): it waits as a reconnecting stream does (curl has sent nothing
+-- yet: it acts on the next step), then connects; that is no reconnection.
+function _M.start_later(s, delay)
+  set_state(s, "waiting")
+  s._held = true
+  s._transfer:abort()
+  s._transfer:wake(delay)
+  s._reconnect_at = now() + delay
 end
 
 -- The response ---------------------------------------------------------------------
@@ -602,6 +613,7 @@ function _M.new(c, fname, url, opts, callbacks, what)
     _refused = nil,        -- a refused response: { kind, message, body, size }
     _reconnect = reconnect.policy(checked.reconnect), -- nil: it does not reconnect
     _reconnect_at = nil,   -- while waiting: when it connects again
+    _held = nil,           -- start_later: the coming connection is the first
     _t0 = now(),           -- `timeout` covers every connection of a reconnecting stream
     _closed = false,       -- s:close() was called
     _ttfb = nil, _elapsed = nil, -- s:times() once the transfer is gone
