@@ -175,6 +175,43 @@ static int feed_iter(lua_State *L) {
   return 1;
 }
 
+/* The iterator p:values(chunk) returns: the same as feed_iter, the event as
+** three values (data, type, id) and no table. Upvalue 3 is unused. */
+static int values_iter(lua_State *L) {
+  lparser *lp;
+  strcache cache;
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lp = (lparser *)lua_touserdata(L, 1); /* our own upvalue: always a parser */
+  cache_init(L, &cache, lua_upvalueindex(4), lua_upvalueindex(5));
+  if (!next_event(L, lp, lua_tointeger(L, lua_upvalueindex(2)), 0, &cache))
+    return 0;
+  return 3;
+}
+
+/* The iterator of parser_feed (events) or parser_values (three values). */
+static int push_iterator(lua_State *L, lua_Integer gen, lua_CFunction iter) {
+  lua_pushvalue(L, 1);
+  lua_pushinteger(L, gen);
+  luaL_getmetatable(L, EVENT_T);
+  lua_pushliteral(L, "message");
+  lua_pushliteral(L, "");
+  lua_pushcclosure(L, iter, 5);
+  return 1;
+}
+
+/*
+** p:values(chunk) -> iterator over the events the chunk completes, each as
+** data, type, id: `for data, event, id in p:values(chunk) do ... end`.
+*/
+static int parser_values(lua_State *L) {
+  lparser *lp = checkparser(L);
+  fs_checklstring(L, 2, "values", NULL);
+  if (lp->p.failed) return raise_failure(L, lp);
+  set_input(L, lp, 2);
+  return push_iterator(L, lp->gen, values_iter);
+}
+
 /*
 ** p:feed(chunk) -> iterator over the events the chunk completes
 ** p:feed(chunk, fn) -> nothing; calls fn(data, event, id) per event
@@ -192,15 +229,7 @@ static int parser_feed(lua_State *L) {
   if (lp->p.failed) return raise_failure(L, lp);
   set_input(L, lp, 2);
   gen = lp->gen;
-  if (lua_isnoneornil(L, 3)) {
-    lua_pushvalue(L, 1);
-    lua_pushinteger(L, gen);
-    luaL_getmetatable(L, EVENT_T);
-    lua_pushliteral(L, "message");
-    lua_pushliteral(L, "");
-    lua_pushcclosure(L, feed_iter, 5);
-    return 1;
-  }
+  if (lua_isnoneornil(L, 3)) return push_iterator(L, gen, feed_iter);
   lua_settop(L, 3);
   lua_pushliteral(L, "message"); /* 4: type cache */
   lua_pushliteral(L, "");        /* 5: id cache */
@@ -284,6 +313,7 @@ static int parser_new(lua_State *L) {
 
 static const luaL_Reg parser_methods[] = {
   {"feed", parser_feed},
+  {"values", parser_values},
   {"reset", parser_reset},
   {"close", parser_close},
   {NULL, NULL}

@@ -176,6 +176,12 @@ local Parser = {}
 ---@overload fun(self: fetchstream.Parser, chunk: string, fn: fun(data: string, event: string, id: string))
 function Parser:feed(chunk) end
 
+--- `for data, event, id in p:values(chunk) do ... end`: the events this chunk
+--- completes as three strings, without a table per event.
+---@param chunk string
+---@return fun(): string?, string?, string? iter
+function Parser:values(chunk) end
+
 --- Start a new stream: unread input is dropped, a BOM is expected again.
 function Parser:reset() end
 

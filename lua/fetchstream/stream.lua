@@ -248,35 +248,38 @@ local function set_mode(s, want)
   s._mode = want
 end
 
--- The response is accepted: the stream is open and its reader set. An event
--- reader needs text/event-stream (EventSource's rule: parameters ignored, a
--- missing type fails); a 204 has no body to check.
-local function accept(s)
+-- The reader for what s wants: an event reader needs text/event-stream
+-- (EventSource's rule: parameters ignored, a missing type fails; a 204 has
+-- no body to check), else the response is refused. Returns whether it took.
+local function take_reader(s)
   local want = s._want
   if want == "events" and s._opts.content_type_check ~= false and s.status ~= 204 then
     local ct = s.headers["content-type"]
     if request.media_type(ct) ~= "text/event-stream" then
-      return refuse_later(s, "protocol", ("expected content-type text/event-stream, got %s")
+      refuse_later(s, "protocol", ("expected content-type text/event-stream, got %s")
         :format(ct and ("%q"):format(ct) or "none"))
+      return false
     end
   end
-  set_state(s, "open")
   set_mode(s, want)
-  local cb = s._callbacks
-  if cb and cb.onopen and s.status ~= 204 then call(s, "onopen", cb.onopen, s) end -- 204: nothing opens
+  return true
 end
 
 local function on_response(s, status, lines, url)
   s.status, s.headers, s.url = status, request.parse_headers(lines), url and request.safe_url(url)
   if status < 200 or status > 299 then return refuse_later(s, "http") end
-  if s._want ~= nil then accept(s) end -- fetch.open waits for its reader to say what it wants
+  -- fetch.open's stream takes its reader when a reader says what it wants
+  if s._want ~= nil and not take_reader(s) then return end
+  set_state(s, "open")
+  local cb = s._callbacks
+  if cb and cb.onopen and status ~= 204 then call(s, "onopen", cb.onopen, s) end -- 204: nothing opens
 end
 
 --- A reader of a stream from fetch.open says what it wants.
 local function want(s, what)
   if s._want == nil then
     s._want = what
-    if s.status and not s._refused and s.state == "connecting" then accept(s) end
+    if s.state == "open" then take_reader(s) end
   end
 end
 
