@@ -430,6 +430,25 @@ describe("types/fetchstream.lua", function()
     for _, name in ipairs(names) do assert_field("fetchstream.CallbackOptions", name) end
   end)
 
+  it("has the README's Options table name exactly the options request.lua takes", function()
+    local request = require "fetchstream.request"
+    local section = assert(read("README.md"):match("\n## Options\n(.-)\n## "), "README has no Options section")
+    local in_readme = {}
+    for cell in section:gmatch("\n| ([^|\n]+) |") do
+      for name in cell:gmatch("`([%a_][%w_]*)`") do in_readme[name] = true end
+    end
+    local taken = {}
+    for name in pairs(request.OPTIONS) do taken[name] = true end
+    for name in pairs(request.CALLBACK_OPTIONS) do taken[name] = true end
+    assert.are.same(sorted_keys(taken), sorted_keys(in_readme))
+    -- each option that reaches C has a C field and is typed as a request option
+    for name, o in pairs(request.OPTIONS) do
+      assert.are.equal("function", type(o.check), name)
+      if o.field then assert.are.equal("string", type(o.field), name) end
+      assert_field("fetchstream.RequestOptions", name)
+    end
+  end)
+
   it("types every error kind and extra field of the README's table", function()
     local readme = read("README.md")
     local section = assert(readme:match("\n## Errors\n(.-)\n## "), "README has no Errors section")

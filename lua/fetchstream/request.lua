@@ -78,31 +78,52 @@ local function handlers(v)
   end
 end
 
--- Options of every request. `mode` tells which callbacks are allowed.
-local REQUEST_OPTIONS = {
-  method = options.text,
-  headers = headers_table,
-  body = options.string,
-  json = any,
-  connect_timeout = options.seconds,
-  first_byte_timeout = options.seconds,
-  idle_timeout = options.seconds,
-  timeout = options.seconds,
-  max_event_size = options.positive_integer,
-  last_event_id = options.text,
-  reconnect = reconnect,
-  follow_redirects = redirects,
-  insecure = options.boolean,
-  ca_file = options.text,
-  proxy = proxy,
-  http_version = http_version,
-  user_agent = options.text,
-  accept_encoding = options.boolean,
-  content_type_check = options.boolean,
-  onretry = options.callable,
-  oncomment = options.callable,
-  onreconnect = options.callable,
+local function ms(seconds)
+  return seconds and math_ceil(seconds * 1000) or nil
+end
+
+-- One entry per option of every request: `check` says what it takes (nil
+-- or what was expected); `field` is where its value goes in the request the
+-- C core reads, through `to_c` (which also gives the default for nil).
+-- The rest (method, headers, body, json, last_event_id) shape the request
+-- in build(); reconnect, max_event_size, content_type_check and the hooks
+-- are the Lua layer's.
+local OPTIONS = {
+  method = { check = options.text },
+  headers = { check = headers_table },
+  body = { check = options.string },
+  json = { check = any },
+  connect_timeout = { check = options.seconds, field = "connect_timeout", to_c = ms },
+  first_byte_timeout = { check = options.seconds, field = "first_byte_timeout", to_c = ms },
+  idle_timeout = { check = options.seconds, field = "idle_timeout", to_c = ms },
+  timeout = { check = options.seconds, field = "timeout", to_c = ms },
+  max_event_size = { check = options.positive_integer },
+  last_event_id = { check = options.text },
+  reconnect = { check = reconnect },
+  follow_redirects = { check = redirects, field = "max_redirects", to_c = function(v)
+    if v == nil or v == true then return _M.DEFAULT_MAX_REDIRECTS end
+    return v == false and 0 or v
+  end },
+  insecure = { check = options.boolean, field = "insecure", to_c = function(v) return v == true end },
+  ca_file = { check = options.text, field = "ca_file" },
+  proxy = { check = proxy, field = "proxy", to_c = function(v) -- "": no proxy, not even the environment's
+    if v == false then return "" end
+    return v
+  end },
+  http_version = { check = http_version, field = "http_version" },
+  user_agent = { check = options.text, field = "user_agent", to_c = function(v) return v or _M.USER_AGENT end },
+  accept_encoding = { check = options.boolean, field = "accept_encoding",
+                      to_c = function(v) return v ~= false end },
+  content_type_check = { check = options.boolean },
+  onretry = { check = options.callable },
+  oncomment = { check = options.callable },
+  onreconnect = { check = options.callable },
 }
+_M.OPTIONS = OPTIONS
+
+-- Options of every request, name -> check.
+local REQUEST_OPTIONS = {}
+for name, o in pairs(OPTIONS) do REQUEST_OPTIONS[name] = o.check end
 
 local CALLBACK_OPTIONS = {
   onopen = options.callable,
@@ -141,10 +162,6 @@ local function check_header(fname, name, value)
   end
   -- curl sends "Name;" as an empty header ("Name:" would remove it).
   return value == "" and name .. ";" or name .. ": " .. value
-end
-
-local function ms(seconds)
-  return seconds and math_ceil(seconds * 1000) or nil
 end
 
 --- Check `url` and `opts` for the function `fname`; `callbacks` says whether
@@ -189,27 +206,21 @@ function _M.build(fname, url, opts, callbacks, accept)
   if accept and not given["accept"] then lines[#lines + 1] = "Accept: " .. accept end
   if body then lines[#lines + 1] = "Expect:" end -- no 100-continue round trip
 
-  local follow = opts.follow_redirects
   local req = {
     base_headers = lines, -- Last-Event-ID is added per connection
     url = url,
     method = method,
     body = body,
     headers = lines,
-    user_agent = opts.user_agent or _M.USER_AGENT,
-    proxy = opts.proxy == false and "" or opts.proxy, -- "": no proxy
-    ca_file = opts.ca_file,
-    connect_timeout = ms(opts.connect_timeout),
-    first_byte_timeout = ms(opts.first_byte_timeout),
-    idle_timeout = ms(opts.idle_timeout),
-    timeout = ms(opts.timeout),
-    max_redirects = (follow == nil or follow == true) and _M.DEFAULT_MAX_REDIRECTS
-      or follow == false and 0 or follow,
-    http_version = opts.http_version,
-    insecure = opts.insecure == true,
-    accept_encoding = opts.accept_encoding ~= false,
     queue_limit = _M.QUEUE_LIMIT,
   }
+  for name, o in pairs(OPTIONS) do
+    if o.field then
+      local v = opts[name]
+      if o.to_c then v = o.to_c(v) end
+      req[o.field] = v
+    end
+  end
   return req, opts
 end
 
