@@ -42,6 +42,18 @@ static ltransfer *checktransfer(lua_State *L, int idx) {
   return t;
 }
 
+/* checktransfer for the per-event methods: the metatable compared with
+** upvalue 1 (the methods are registered with it) costs less than
+** luaL_checkudata's look-up by name. */
+static ltransfer *fasttransfer(lua_State *L) {
+  ltransfer *t = (ltransfer *)lua_touserdata(L, 1);
+  if (!t || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    return checktransfer(L, 1); /* raises the usual error */
+  lua_pop(L, 1);
+  if (t->closed) fs_usage(L, "attempt to use a closed transfer");
+  return t;
+}
+
 /* ------------------------------------------------------------ the request */
 
 static const char *opt_string(lua_State *L, int t, const char *key) {
@@ -272,7 +284,7 @@ static int too_large(lua_State *L, ltransfer *t) {
 ** Reading may resume a transfer paused by back-pressure.
 */
 static int transfer_next_event(lua_State *L) {
-  ltransfer *t = checktransfer(L, 1);
+  ltransfer *t = fasttransfer(L);
   sse_item it;
   switch (fs_stream_next_event(&t->s, &it)) {
     case FS_ITEM_NONE: return 0;
@@ -307,7 +319,7 @@ static int transfer_next_event(lua_State *L) {
 ** has ended, as it is).
 */
 static int transfer_next_line(lua_State *L) {
-  ltransfer *t = checktransfer(L, 1);
+  ltransfer *t = fasttransfer(L);
   sse_slice line;
   switch (fs_stream_next_line(&t->s, &line)) {
     case FS_ITEM_NONE: return 0;
@@ -487,7 +499,9 @@ void fs_transfer_open(lua_State *L) {
   curl_global_init(CURL_GLOBAL_DEFAULT); /* thread-safe since 7.84 */
   luaL_newmetatable(L, TRANSFER_T);
   luaL_setfuncs(L, meta, 0);
-  luaL_newlib(L, methods);
+  luaL_newlibtable(L, methods);
+  lua_pushvalue(L, -2); /* every method's upvalue: the metatable (fasttransfer) */
+  luaL_setfuncs(L, methods, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, -4, "Transfer"); /* core.Transfer = the methods */
   lua_setfield(L, -2, "__index");

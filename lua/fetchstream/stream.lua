@@ -428,10 +428,14 @@ local function got_event(s)
 end
 
 -- The next event's data, type and id; nil at the end (or at `deadline`).
+-- The hot path takes an event that is there already: two field reads, one
+-- C call, one write; anything else (no event yet, another item, the end)
+-- goes the slow way, which is also where waiting inside a callback is refused.
 local function pull_event(s, deadline)
   local data, typ, id
-  if s._mode == "events" then data, typ, id = next_event_of(s._transfer) end -- the hot path
+  if s._mode == "events" then data, typ, id = next_event_of(s._transfer) end
   if not data then
+    if s._client._dispatching then usage("a loop over a stream cannot wait from inside a callback") end
     if data == false then other_item(s, typ, id) end
     want(s, "events")
     if not wait_for(s, deadline, got_event) then return nil end
@@ -439,7 +443,8 @@ local function pull_event(s, deadline)
     s._ev_data = nil
   end
   s.last_event_id = id
-  reconnect.succeeded(s._reconnect)
+  local rc = s._reconnect
+  if rc then rc.failures = 0 end -- the connection worked: the back-off starts over
   return data, typ, id
 end
 
@@ -475,14 +480,12 @@ end
 
 --- Iterators of the pull forms (the stream is their state).
 function _M.next_event(s)
-  check_loop(s)
   local data, typ, id = pull_event(s)
   if data then return new_event(data, typ, id) end
   return raise_ending(s)
 end
 
 function _M.next_value(s)
-  check_loop(s)
   local data, typ, id = pull_event(s)
   if data then return data, typ, id end
   return raise_ending(s)
