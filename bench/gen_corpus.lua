@@ -3,14 +3,16 @@
 --   lua5.4 bench/gen_corpus.lua [outdir] [name ...]
 --
 -- outdir defaults to bench/corpus next to this script; names default to all
--- three corpora (chat, tiny, big). Output is deterministic: the same bytes on
+-- four corpora (chat, chat116, tiny, big). Output is deterministic: the same bytes on
 -- every machine and every run (a fixed-seed LCG picks tokens and lines).
 -- Each file is written to "<name>.sse.tmp" and renamed when complete, so an
 -- interrupted run never leaves a truncated corpus behind.
 --
 --   chat  200,000 OpenAI-style chat.completion.chunk events, then [DONE]
---         (~36 MB); tokens include multi-byte UTF-8 and JSON escapes, so
+--         (~201 bytes per event, 40 MB); tokens include multi-byte UTF-8 and JSON escapes, so
 --         64 KiB chunk boundaries fall inside UTF-8 characters.
+--   chat116  the same tokens in 200,000 compact chunks (~116 bytes per event,
+--         ~23 MB), as OpenAI-compatible servers send them.
 --   tiny  2,000,000 events "data: x\n\n" (18 MB): per-event overhead.
 --   big   2,000 events with 65,536 bytes of data each, spread over 656
 --         "data:" lines of ~100 bytes, with "event:" and "id:" fields
@@ -78,6 +80,25 @@ function corpora.chat(f)
   return N + 1
 end
 
+-- The same tokens in a compact chunk as OpenAI-compatible servers send it
+-- (no created, no finish_reason, no index): ~116 bytes per event.
+function corpora.chat116(f)
+  local N = 200000
+  local rnd = lcg(20240502)
+  local head = 'data: {"id":"chatcmpl-AbC","object":"chat.completion.chunk","model":"o3",' ..
+    '"choices":[{"delta":{"content":"%s"}}]}\n\n'
+  local fmt = string.format
+  local buf, nb = {}, 0
+  for _ = 1, N do
+    nb = nb + 1
+    buf[nb] = fmt(head, TOKENS[rnd(#TOKENS)])
+    if nb == 4096 then f:write(table.concat(buf, "", 1, nb)); nb = 0 end
+  end
+  f:write(table.concat(buf, "", 1, nb))
+  f:write("data: [DONE]\n\n")
+  return N + 1
+end
+
 function corpora.tiny(f)
   local N = 2000000
   local block = string.rep("data: x\n\n", 10000)
@@ -120,7 +141,7 @@ function corpora.big(f)
 end
 
 local names = { table.unpack(arg, 2) }
-if #names == 0 then names = { "chat", "tiny", "big" } end
+if #names == 0 then names = { "chat", "chat116", "tiny", "big" } end
 os.execute("mkdir -p '" .. outdir .. "'")
 for _, name in ipairs(names) do
   local produce = corpora[name]
