@@ -1,15 +1,21 @@
-// bench/node_parser.js: the eventsource-parser peer of the SSE benchmark.
+// bench/node_parser.js: the eventsource-parser cell of the parser benchmark,
+// in a fresh process (the Node twin of bench/parser_one.lua).
 //
-//   node --expose-gc bench/node_parser.js CORPUS [RUNS] [CHUNK_BYTES]
+//   node --expose-gc bench/node_parser.js CORPUS MODE [WARM [CHUNK [LAUNCH_US]]]
 //
-// Reads CORPUS into memory (not timed), cuts it into CHUNK_BYTES pieces
-// (default 65536; views, no copies) and feeds them, as a fetch() consumer
-// must, through a streaming TextDecoder into createParser({ onEvent }).
-// One untimed check pass records what parse produced (event count, UTF-8
-// byte total of all data, first and last event in full); then RUNS timed passes
-// (default 3) count events and data lengths. Prints one JSON object on
-// stdout; times are wall-clock seconds from performance.now().
-import { readFileSync } from "node:fs";
+// MODE memory: CORPUS is read and cut into CHUNK-byte views (default 65536)
+// before timing starts; stream: the timed loop reads the file through
+// fs.createReadStream({ highWaterMark: CHUNK }) with `for await`, as a
+// script reading a file or a socket does. Either way the bytes go, as a
+// fetch() consumer must send them, through a streaming TextDecoder into
+// createParser({ onEvent }).
+//
+// The first pass is the figure (fresh process, cold JIT, one pass). In
+// memory mode WARM more passes follow (their best is the "warm" figure).
+// The work per event: count it, add data.length, keep the event (the first
+// and last go into the report for the driver's agreement check). Prints
+// "BENCH-REPORT {json}"; times are seconds.
+import { readFileSync, createReadStream } from "node:fs";
 import { createRequire } from "node:module";
 import { performance } from "node:perf_hooks";
 import { createParser } from "eventsource-parser";
@@ -17,75 +23,73 @@ import { createParser } from "eventsource-parser";
 const require = createRequire(import.meta.url);
 const version = require("eventsource-parser/package.json").version;
 
-const [path, runsArg, chunkArg] = process.argv.slice(2);
-if (!path) {
-  console.error("usage: node bench/node_parser.js CORPUS [RUNS] [CHUNK_BYTES]");
+const [path, mode, warmArg, chunkArg, launchArg] = process.argv.slice(2);
+if (!path || (mode !== "memory" && mode !== "stream")) {
+  console.error("usage: node bench/node_parser.js CORPUS memory|stream [WARM [CHUNK [LAUNCH_US]]]");
   process.exit(2);
 }
-const runs = Number(runsArg ?? 3);
+const warmRuns = Number(warmArg ?? 0);
 const chunkSize = Number(chunkArg ?? 65536);
+const nowEpoch = () => performance.timeOrigin + performance.now(); // ms since 1970
 
-const bytes = readFileSync(path);
-const chunks = [];
-for (let i = 0; i < bytes.length; i += chunkSize) {
-  chunks.push(bytes.subarray(i, i + chunkSize));
+let chunks = null;
+if (mode === "memory") {
+  const bytes = readFileSync(path);
+  chunks = [];
+  for (let i = 0; i < bytes.length; i += chunkSize) chunks.push(bytes.subarray(i, i + chunkSize));
 }
 
-// One pass over all chunks; onEvent is the per-event work.
-function parseAll(onEvent) {
+// One pass; onEvent is the per-event work. Returns seconds.
+async function pass(onEvent) {
   const decoder = new TextDecoder("utf-8");
   const parser = createParser({ onEvent });
-  for (const chunk of chunks) parser.feed(decoder.decode(chunk, { stream: true }));
+  const t0 = performance.now();
+  if (chunks) {
+    for (const chunk of chunks) parser.feed(decoder.decode(chunk, { stream: true }));
+  } else {
+    for await (const chunk of createReadStream(path, { highWaterMark: chunkSize })) {
+      parser.feed(decoder.decode(chunk, { stream: true }));
+    }
+  }
   const rest = decoder.decode();
   if (rest) parser.feed(rest);
+  return (performance.now() - t0) / 1000;
 }
 
-// Check pass (untimed): what a consumer would see, in UTF-8 bytes.
-let events = 0;
-let dataBytes = 0;
+let n = 0;
+let len = 0;
 let first = null;
 let last = null;
-parseAll((ev) => {
-  events++;
-  dataBytes += Buffer.byteLength(ev.data, "utf8");
-  const e = { data: ev.data, event: ev.event ?? "message", id: ev.id ?? "" };
-  if (first === null) first = e;
-  last = e;
-});
+const count = (ev) => {
+  n++;
+  len += ev.data.length;
+  last = ev;
+  if (n === 1) first = ev;
+};
+const cold = await pass(count);
+const doneAt = nowEpoch();
+const rss = process.resourceUsage().maxRSS / 1024; // MiB
+const events = n;
 
-// Timed passes: count events and sum data lengths (UTF-16 units; the work
-// per event is one property read, as #data is in Lua).
-const times = [];
-for (let r = 0; r < runs; r++) {
-  globalThis.gc?.();
-  let n = 0;
-  let len = 0;
-  const t0 = performance.now();
-  parseAll((ev) => {
-    n++;
-    len += ev.data.length;
-  });
-  const t1 = performance.now();
-  times.push((t1 - t0) / 1000);
-  if (n !== events) {
-    console.error(`node_parser: timed run ${r + 1} saw ${n} events, check pass saw ${events}`);
-    process.exit(1);
+let warm = null;
+if (chunks) {
+  for (let r = 0; r < warmRuns; r++) {
+    globalThis.gc?.();
+    n = 0;
+    const t = await pass(count);
+    if (warm === null || t < warm) warm = t;
   }
 }
 
-process.stdout.write(
-  JSON.stringify({
-    impl: `eventsource-parser ${version}`,
-    node: process.version,
-    corpus: path,
-    input_bytes: bytes.length,
-    chunk_bytes: chunkSize,
-    chunks: chunks.length,
-    events,
-    data_bytes: dataBytes,
-    first,
-    last,
-    times,
-    best: Math.min(...times),
-  }) + "\n",
-);
+const report = {
+  impl: `eventsource-parser ${version}`,
+  interp: `node ${process.version}`,
+  cold,
+  warm,
+  events,
+  rss,
+  from_launch: launchArg ? (doneAt - Number(launchArg) / 1000) / 1000 : null,
+};
+const plain = (ev) => ev && { data: ev.data, event: ev.event ?? "message", id: ev.id ?? "" };
+Object.assign(report, { first: plain(first), last: plain(last) });
+process.stdout.write("BENCH-REPORT " + JSON.stringify(report) + "\n");
