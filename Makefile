@@ -62,10 +62,20 @@ DEPS = lua5.4 liblua5.4-dev libcurl4-openssl-dev zlib1g-dev libbrotli-dev libzst
        lua-cjson lua-busted lua-socket lua-check pkg-config luarocks gcc make clang \
        libclang-rt-14-dev luajit2 libluajit2-5.1-dev neovim libnginx-mod-http-lua nginx-core curl
 
+# Debian packages only the benchmarks need: `make bench` installs them, `make
+# test` does not. GNU time (each process's CPU and peak RSS), httpx (the
+# Python peer). Node and npm come from Debian's nodejs and npm only when no
+# node is on PATH (bench/setup.sh).
+BENCH_DEPS = time python3-httpx
+# The benchmarks' loopback server (bench/server.c).
+BENCH_SERVER = $(BUILD)/bench-server
+
 export LUA_PATH = lua/?.lua;lua/?/init.lua;;
 export LUA_CPATH = $(BUILD)/?.so;;
 
-.PHONY: all luajit deps test spec spec-luajit memcheck lint fuzz fuzz-seeds demo bench bench-parser bench-memory bench-compression clean
+.PHONY: all luajit deps test spec spec-luajit memcheck lint fuzz fuzz-seeds demo clean \
+        bench bench-setup bench-parser bench-e2e bench-latency bench-streams bench-memory \
+        bench-compression bench-summary
 
 all: $(CORE)
 
@@ -123,15 +133,48 @@ fuzz-seeds:
 demo: deps $(CORE)
 	$(LUA) examples/chat.lua
 
-bench: bench-parser bench-memory bench-compression
+# The benchmarks (bench/README.md): every section, then the targets, in a
+# few minutes (bench-compression at 1 GiB per encoding there). Each section
+# also runs alone; bench-summary prints the targets from the figures the
+# sections last recorded.
+BENCH_ENV = LUA=$(LUA) LUAJIT=$(LUAJIT) BENCH_BUILD=$(BUILD) BENCH_BUILD_LUAJIT=$(LUAJIT_BUILD) \
+            BENCH_SERVER=$(BENCH_SERVER)
 
-# Parser throughput beside plain Lua and eventsource-parser (Node).
-bench-parser: deps $(CORE)
-	sh bench/run.sh
+bench: bench-setup
+	@$(BENCH_ENV) sh bench/run.sh
+
+# Builds both ABIs and the server, installs BENCH_DEPS, writes the corpora
+# and installs the pinned eventsource-parser.
+bench-setup: deps $(CORE) $(LUAJIT_CORE) $(BENCH_SERVER)
+	@sh scripts/deps.sh $(BENCH_DEPS)
+	@LUA=$(LUA) sh bench/setup.sh
+
+# The parser alone, fresh processes, beside plain Lua and eventsource-parser.
+bench-parser: bench-setup
+	@$(BENCH_ENV) $(LUA) bench/parser.lua
+
+# End to end over loopback beside curl, Node and httpx: wall, CPU, peak RSS.
+bench-e2e: bench-setup
+	@$(BENCH_ENV) $(LUA) bench/e2e.lua
+
+# Events 1 ms apart: send-to-receive latency and time to the first event.
+bench-latency: bench-setup
+	@$(BENCH_ENV) $(LUA) bench/latency.lua
+
+# 10 to 2,000 concurrent streams at a constant total rate, beside Node.
+bench-streams: bench-setup
+	@$(BENCH_ENV) $(LUA) bench/streams.lua
 
 # 1 GiB through a slow consumer: peak RSS stays bounded by back-pressure.
-bench-memory: deps $(CORE)
-	$(LUA) bench/stream_memory.lua
+bench-memory: bench-setup
+	@$(BENCH_ENV) $(LUA) bench/stream_memory.lua
+
+bench-summary:
+	@$(BENCH_ENV) $(LUA) bench/summary.lua
+
+$(BENCH_SERVER): bench/server.c
+	@mkdir -p $(@D)
+	$(CC) $(WARNINGS) $(CFLAGS) -o $@ bench/server.c
 
 # 4 GiB of zeros as identity, gzip, br and zstd to a slow consumer: peak RSS
 # per encoding (each in its own process), beside the uncompressed figure.
