@@ -8,11 +8,18 @@
 -- adds the length of its data; GNU time measures the process: wall, CPU
 -- (user + system) and peak RSS. See bench/README.md.
 --
--- Environment: BENCH_E2E_CORPORA (chat,tiny,big), BENCH_NODE (node; 0
--- skips), BENCH_PYTHON (/usr/bin/python3; 0 skips), LUA, LUAJIT.
+-- Each client runs BENCH_E2E_REPEAT times (3; httpx once: it takes 30 s),
+-- round-robin, and the table shows the median wall and CPU and the largest
+-- peak RSS of its processes.
+--
+-- Environment: BENCH_E2E_CORPORA (chat,tiny,big), BENCH_E2E_REPEAT (3),
+-- BENCH_NODE (node; 0 skips), BENCH_PYTHON (/usr/bin/python3; 0 skips),
+-- LUA, LUAJIT.
 
 package.path = "bench/?.lua;" .. package.path
 local B = require "lib"
+
+local REPEAT = tonumber(os.getenv("BENCH_E2E_REPEAT") or "") or 3
 
 local CORPORA = {}
 for c in (os.getenv("BENCH_E2E_CORPORA") or "chat,tiny,big"):gmatch("[^,%s]+") do CORPORA[#CORPORA + 1] = c end
@@ -25,7 +32,9 @@ local has_values = os.execute(B.env() .. B.LUA ..
   " -e 'os.exit(type(require(\"fetchstream\").values) == \"function\" and 0 or 1)' 2>/dev/null") == true
 
 local clients, skipped = {}, {}
-local function add(key, name, cmd, lua) clients[#clients + 1] = { key = key, name = name, cmd = cmd, lua = lua } end
+local function add(key, name, cmd, lua, once)
+  clients[#clients + 1] = { key = key, name = name, cmd = cmd, lua = lua, once = once }
+end
 add("curl", "curl > /dev/null (no parsing)", "curl -sS --fail -o /dev/null %URL%")
 add("curl_plain", "curl | lua5.4 plain Lua parser",
   "curl -sS --fail %URL% | " .. B.env() .. B.LUA .. " bench/parser_one.lua plain /dev/stdin stream", true)
@@ -35,7 +44,8 @@ else
   skipped[#skipped + 1] = "node fetch + eventsource-parser (no node or bench/node_modules)"
 end
 if B.PYTHON ~= "0" and os.execute(B.q(B.PYTHON) .. " -c 'import httpx' 2>/dev/null") == true then
-  add("httpx", "python3 httpx iter_lines + line parse", B.q(B.PYTHON) .. " bench/httpx_client.py %URL%")
+  add("httpx", "python3 httpx iter_lines + line parse (1 run)", B.q(B.PYTHON) .. " bench/httpx_client.py %URL%",
+    false, true)
 else
   skipped[#skipped + 1] = "python3 httpx (no python3-httpx: make bench-setup installs it)"
 end
@@ -56,7 +66,9 @@ end
 
 print(string.format("End to end over loopback: %s, each client a fresh process reading the whole response once",
   srv.base))
-print("wall, CPU (user+sys, all processes of the row) and peak RSS (the largest process) from GNU time")
+print(string.format("wall (fork to exit), CPU (user+sys of all processes of the row, GNU time): median of %d runs;",
+  REPEAT))
+print("peak RSS: the largest process of the row (GNU time), the largest of its runs")
 print("÷events: this row's wall (CPU) ÷ fetch.events' on Lua 5.4 (above 1: fetch.events is faster)")
 print("* a stand-in for a values/fast form: a callback stream's raw chunks fed to the parser's fast path")
 if not has_values then print("fetch.values: not in this build (row skipped)") end
@@ -69,15 +81,29 @@ for _, corpus in ipairs(CORPORA) do
     B.fail("corpus %s missing (make bench-setup)", path)
   else
     local url = srv.url("/file/" .. corpus)
-    local res = {}
-    for _, c in ipairs(clients) do
-      local r = B.timed((c.cmd:gsub("%%URL%%", B.q(url))))
-      r.report = B.report(r.out)
-      if not r.ok or (c.key ~= "curl" and not r.report) then
-        B.fail("%s on %s failed: %s", c.name, corpus, (r.out or ""):sub(1, 300))
-      else
-        res[c.key] = r
+    local runs = {}
+    for i = 1, REPEAT do
+      for _, c in ipairs(clients) do
+        if i == 1 or not c.once then
+          local r = B.timed((c.cmd:gsub("%%URL%%", B.q(url))))
+          r.report = B.report(r.out)
+          if not r.ok or (c.key ~= "curl" and not r.report) or not r.cpu then
+            B.fail("%s on %s failed: %s", c.name, corpus, (r.out or ""):sub(1, 300))
+          else
+            runs[c.key] = runs[c.key] or {}
+            table.insert(runs[c.key], r)
+          end
+        end
       end
+    end
+    -- Per client: the median wall and CPU, the largest peak RSS, the first report.
+    local res = {}
+    for key, list in pairs(runs) do
+      local walls, cpus, rss = {}, {}, 0
+      for i, r in ipairs(list) do
+        walls[i], cpus[i], rss = r.wall, r.cpu, math.max(rss, r.rss)
+      end
+      res[key] = { wall = B.median(walls), cpu = B.median(cpus), rss = rss, report = list[1].report }
     end
     -- Agreement: every parser saw the plain parser's events; Lua rows its bytes.
     local ref = res.curl_plain and res.curl_plain.report

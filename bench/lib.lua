@@ -60,7 +60,8 @@ end
 -- steps), user, sys, cpu (seconds, GNU time's), rss (peak resident set, MiB:
 -- the largest of the processes the command waited for), out (its stdout), ok, and
 -- launch (gettimeofday just before the fork, for children that measure from
--- it). `cmd` may contain "%LAUNCH%", replaced by that time in microseconds.
+-- it), code (the exit status: 124 when `timeout` stopped it). `cmd` may
+-- contain "%LAUNCH%", replaced by that time in microseconds.
 function B.timed(cmd)
   local tf = B.OUT .. "/time.txt"
   local launch = B.gettime()
@@ -68,8 +69,8 @@ function B.timed(cmd)
     B.q((cmd:gsub("%%LAUNCH%%", string.format("%.0f", launch * 1e6)))))
   local p = assert(io.popen(full, "r"))
   local out = p:read("a")
-  local ok = p:close()
-  local r = { out = out, ok = ok == true, launch = launch, wall = B.gettime() - launch }
+  local ok, _, code = p:close()
+  local r = { out = out, ok = ok == true, code = code, launch = launch, wall = B.gettime() - launch }
   local t = B.read_file(tf) or ""
   -- GNU time prints "Command exited with non-zero status N" first on failure.
   local u, s, m = t:match("([%d.]+) ([%d.]+) (%d+)%s*$")
@@ -128,6 +129,14 @@ function B.pct(sorted, p)
   local k = math.ceil(p / 100 * n)
   if k < 1 then k = 1 end
   return sorted[k]
+end
+
+-- The median of an array of numbers (the lower middle for an even count).
+function B.median(t)
+  if #t == 0 then return nil end
+  local s = { table.unpack(t) }
+  table.sort(s)
+  return s[(#s + 1) // 2]
 end
 
 -- Numbers from text: one per line (or whitespace separated).

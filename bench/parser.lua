@@ -11,25 +11,30 @@
 -- then makes BENCH_WARM more passes: their best is the secondary "warm"
 -- column. See bench/README.md.
 --
--- Environment: BENCH_CORPORA (chat,chat116,tiny,big), BENCH_WARM (2),
--- BENCH_REPEAT (1: fresh processes per cell; the median is shown),
--- BENCH_CHUNK (65536), BENCH_NODE (node; 0 skips), LUA, LUAJIT.
+-- Environment: BENCH_CORPORA (chat,chat116,tiny,big), BENCH_WARM (1),
+-- BENCH_REPEAT (3: fresh processes per cell, round-robin; the median is
+-- shown),
+-- BENCH_CHUNK (65536), BENCH_CELL_TIMEOUT (10 s: a process that takes longer
+-- is stopped and its cell shows "> 10 s"; its other repeats are skipped),
+-- BENCH_NODE (node; 0 skips), LUA, LUAJIT.
 
 package.path = "bench/?.lua;" .. package.path
 local B = require "lib"
 B.forget("parser.")
 
-local WARM = tonumber(os.getenv("BENCH_WARM") or "") or 2
-local REPEAT = tonumber(os.getenv("BENCH_REPEAT") or "") or 1
+local WARM = tonumber(os.getenv("BENCH_WARM") or "") or 1
+local REPEAT = tonumber(os.getenv("BENCH_REPEAT") or "") or 3
 local CHUNK = tonumber(os.getenv("BENCH_CHUNK") or "") or 65536
+local TIMEOUT = tonumber(os.getenv("BENCH_CELL_TIMEOUT") or "") or 10
 local CORPORA = {}
 for c in (os.getenv("BENCH_CORPORA") or "chat,chat116,tiny,big"):gmatch("[^,%s]+") do CORPORA[#CORPORA + 1] = c end
 
 -- The implementations: each a command prefix taking CORPUS MODE WARM CHUNK LAUNCH.
 local impls, skipped = {}, {}
+local STOP = "timeout " .. TIMEOUT .. " "
 local function lua_impl(key, name, interp, build, form)
   impls[#impls + 1] = { key = key, name = name,
-    cmd = B.env(build) .. interp .. " bench/parser_one.lua " .. form }
+    cmd = B.env(build) .. STOP .. interp .. " bench/parser_one.lua " .. form }
 end
 local have_jit = B.have(B.LUAJIT)
 if B.exists(B.BUILD .. "/fetchstream/sse/core.so") then
@@ -55,16 +60,9 @@ if B.NODE ~= "0" and B.have(B.NODE) and B.exists("bench/node_modules/eventsource
   node_version = pkg:match('"version"%s*:%s*"([^"]+)"')
   local nv = io.popen(B.q(B.NODE) .. " --version"):read("l")
   impls[#impls + 1] = { key = "node", name = "eventsource-parser " .. node_version .. ", node " .. nv,
-    cmd = B.q(B.NODE) .. " --expose-gc bench/node_parser.js" }
+    cmd = STOP .. B.q(B.NODE) .. " --expose-gc bench/node_parser.js" }
 else
   skipped[#skipped + 1] = "eventsource-parser: node or bench/node_modules missing (make bench-setup)"
-end
-
-local function median(t)
-  if #t == 0 then return nil end
-  local s = { table.unpack(t) }
-  table.sort(s)
-  return s[(#s + 1) // 2]
 end
 
 local function describe(s)
@@ -81,6 +79,7 @@ local function run_cell(impl, path, mode)
   local cmd = string.format("%s %s %s %d %d %%LAUNCH%%", impl.cmd, B.q(path), mode,
     mode == "memory" and WARM or 0, CHUNK)
   local r = B.timed(cmd)
+  if r.code == 124 then return { timeout = true } end
   local rep = B.report(r.out)
   if not r.ok or not rep then
     B.fail("%s on %s (%s) failed: %s", impl.name, path, mode, (r.out or ""):sub(1, 300))
@@ -96,8 +95,11 @@ print("1 pass: time inside the process from the first byte fed to the last event
 print("÷5.4 fast / ÷JIT fast: this row's 1-pass time ÷ fetchstream's fast path's on Lua 5.4 / LuaJIT")
 print("  (above 1: fetchstream's fast path is that many times faster)")
 print("from exec: from the fork to the end of the pass (startup, module load, reading the corpus, the pass)")
-print(string.format("warm best: best of %d further passes in the same process (secondary; memory mode only)", WARM))
+print(string.format("warm best: the best of %d further pass(es) in each process, the best of the processes " ..
+  "(secondary; memory mode only)", WARM))
 print("per event: count it, add the length of its data")
+print(string.format("a process that takes over %d s is stopped: its cell shows \"> %d\" and counts as %d s " ..
+  "(a lower bound)", TIMEOUT, TIMEOUT, TIMEOUT))
 for _, s in ipairs(skipped) do print("skipped: " .. s) end
 
 for _, corpus in ipairs(CORPORA) do
@@ -107,28 +109,34 @@ for _, corpus in ipairs(CORPORA) do
     B.fail("corpus %s missing (make bench-setup)", path)
   else
     for _, mode in ipairs{ "memory", "stream" } do
-      local reps = {}
+      local reps, timed_out = {}, {}
       for _ = 1, REPEAT do
         for _, impl in ipairs(impls) do
-          local rep = run_cell(impl, path, mode)
-          if rep then
+          local rep = not timed_out[impl.key] and run_cell(impl, path, mode)
+          if rep and rep.timeout then
+            timed_out[impl.key] = true
+          elseif rep then
             reps[impl.key] = reps[impl.key] or {}
             table.insert(reps[impl.key], rep)
           end
         end
       end
-      -- One result per implementation: medians of the processes.
+      -- One result per implementation: medians of the processes. A cell
+      -- that timed out counts as TIMEOUT seconds, a lower bound.
       local res = {}
       for _, impl in ipairs(impls) do
         local list = reps[impl.key]
-        if list then
+        if timed_out[impl.key] then
+          res[impl.key] = { cold = TIMEOUT, timeout = true }
+        elseif list then
           local cold, launch, warm, rss = {}, {}, nil, 0
           for i, r in ipairs(list) do
-            cold[i], launch[i] = r.cold, r.from_launch
-            if r.warm and r.warm ~= B.null and (not warm or r.warm < warm) then warm = r.warm end
+            cold[i] = r.cold
+            launch[#launch + 1] = type(r.from_launch) == "number" and r.from_launch or nil
+            if type(r.warm) == "number" and (not warm or r.warm < warm) then warm = r.warm end
             if type(r.rss) == "number" and r.rss > rss then rss = r.rss end
           end
-          res[impl.key] = { cold = median(cold), from_launch = median(launch), warm = warm, rss = rss,
+          res[impl.key] = { cold = B.median(cold), from_launch = B.median(launch), warm = warm, rss = rss,
             report = list[1] }
         end
       end
@@ -166,7 +174,10 @@ for _, corpus in ipairs(CORPORA) do
       local fjit = res.fastjit and res.fastjit.cold
       for _, impl in ipairs(impls) do
         local r = res[impl.key]
-        if r then
+        if r and r.timeout then
+          rows[#rows + 1] = { impl.name, "> " .. TIMEOUT, "", "", "", "", "", "", "" }
+          B.record(string.format("parser.%s.%s.%s.cold", corpus, mode, impl.key), TIMEOUT, "timeout")
+        elseif r then
           rows[#rows + 1] = { impl.name, B.f("%.4f", r.cold), B.commas(nev / r.cold), B.f("%.1f", size / r.cold / 1e6),
             B.f("%.2f", B.ratio(r.cold, f54)), B.f("%.2f", B.ratio(r.cold, fjit)),
             B.f("%.3f", r.from_launch), mode == "memory" and B.f("%.4f", r.warm) or "", B.f("%.1f", r.rss) }

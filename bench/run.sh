@@ -16,7 +16,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }'; }
 t_all=$(now)
 echo "fetchstream benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "$("$LUA" -v 2>&1 | head -n 1); $(luajit -v 2>/dev/null | head -n 1 || echo 'no luajit'); node $(node --version 2>/dev/null || echo 'none'); eventsource-parser $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' bench/node_modules/eventsource-parser/package.json 2>/dev/null | head -n 1)"
+echo "$("$LUA" -v 2>&1 | cut -d' ' -f1-2); $("${LUAJIT:-luajit}" -v 2>/dev/null | cut -d' ' -f1-2 || echo 'no luajit'); node $(node --version 2>/dev/null || echo 'none'); eventsource-parser $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' bench/node_modules/eventsource-parser/package.json 2>/dev/null | head -n 1)"
 echo "$(curl --version | head -n 1 | cut -d' ' -f1-2); Python $(/usr/bin/python3 -c 'import sys, httpx; print(sys.version.split()[0] + ", httpx " + httpx.__version__)' 2>/dev/null || echo '(no httpx)')"
 
 status=0
