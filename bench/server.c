@@ -63,6 +63,7 @@ typedef struct conn {
   char *out;      /* bytes not written yet: out[off..len) */
   size_t len, off, cap;
   const char *src; /* M_FILE: the file; M_GEN: one block of whole events */
+  char *own;       /* M_GEN: that block, this connection's own */
   size_t srclen, srcoff;
   int64_t left;    /* M_GEN: bytes still to send */
   long n, k;       /* M_TICK: events to send, events sent */
@@ -148,6 +149,7 @@ static void bury(void) {
     conn *c = graveyard;
     graveyard = c->next_free;
     free(c->out);
+    free(c->own);
     free(c);
   }
 }
@@ -284,8 +286,6 @@ static void respond(conn *c, const char *status) {
   out_add(c, h, (size_t)n);
 }
 
-static char gen_block[CHUNK];
-
 static void tick_send(conn *c) {
   char ev[512];
   int64_t t = now_us();
@@ -339,13 +339,15 @@ static void handle_request(conn *c) {
     if (size < 1) size = 1;
     if (size > CHUNK - 8) size = CHUNK - 8;
     size_t ev = (size_t)size + 8, per = CHUNK / ev, i;
+    c->own = malloc(per * ev);
+    if (!c->own) die("malloc");
     for (i = 0; i < per; i++) {
-      char *e = gen_block + i * ev;
+      char *e = c->own + i * ev;
       memcpy(e, "data: ", 6);
       memset(e + 6, 'x', (size_t)size);
       memcpy(e + 6 + size, "\n\n", 2);
     }
-    c->src = gen_block;
+    c->src = c->own;
     c->srclen = per * ev;
     c->left = query_int(q, "bytes", 1 << 20);
     c->left -= c->left % (int64_t)ev;
