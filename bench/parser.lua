@@ -37,8 +37,14 @@ local function lua_impl(key, name, interp, build, form)
     cmd = B.env(build) .. STOP .. interp .. " bench/parser_one.lua " .. form }
 end
 local have_jit = B.have(B.LUAJIT)
+-- Does this build's parser have p:values (the iterator without a table)?
+local function has_values(abi, interp)
+  return os.execute(B.env(abi) .. interp .. " -e 'os.exit(require(\"fetchstream.sse\").parser{}.values " ..
+    "and 0 or 1)' 2>/dev/null") == true
+end
 if B.exists(B.BUILD .. "/fetchstream/sse/core.so") then
   lua_impl("iter54", "fetchstream iterator, Lua 5.4", B.LUA, nil, "iter")
+  if has_values(nil, B.LUA) then lua_impl("values54", "fetchstream p:values, Lua 5.4", B.LUA, nil, "values") end
   lua_impl("fast54", "fetchstream fast path, Lua 5.4", B.LUA, nil, "fast")
 else
   skipped[#skipped + 1] = "fetchstream on Lua 5.4: build/fetchstream/sse/core.so missing (make)"
@@ -46,6 +52,9 @@ end
 lua_impl("plain54", "plain Lua parser, Lua 5.4", B.LUA, nil, "plain")
 if have_jit and B.exists(B.BUILD_JIT .. "/fetchstream/sse/core.so") then
   lua_impl("iterjit", "fetchstream iterator, LuaJIT", B.LUAJIT, "jit", "iter")
+  if has_values("jit", B.LUAJIT) then
+    lua_impl("valuesjit", "fetchstream p:values, LuaJIT", B.LUAJIT, "jit", "values")
+  end
   lua_impl("fastjit", "fetchstream fast path, LuaJIT", B.LUAJIT, "jit", "fast")
 else
   skipped[#skipped + 1] = "fetchstream on LuaJIT: " ..

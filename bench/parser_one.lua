@@ -2,7 +2,8 @@
 --
 --   lua5.4|luajit bench/parser_one.lua IMPL CORPUS MODE [WARM [CHUNK [LAUNCH_US]]]
 --
--- IMPL: iter (fetchstream, `for ev in p:feed(chunk)`), fast (fetchstream,
+-- IMPL: iter (fetchstream, `for ev in p:feed(chunk)`), values (fetchstream,
+-- `for data, event, id in p:values(chunk)`), fast (fetchstream,
 -- `p:feed(chunk, fn)`), plain (bench/plain_parser.lua). MODE: memory (the
 -- corpus is read and cut into CHUNK-byte pieces before timing starts) or
 -- stream (the timed loop reads the file CHUNK bytes at a time and feeds each
@@ -70,6 +71,27 @@ local function pass(chunks)
         local chunk = f:read(CHUNK)
         if not chunk then break end
         for ev in p:feed(chunk) do each(ev) end
+      end
+      f:close()
+    end
+  elseif impl == "values" then
+    local function each(data, event, id)
+      n = n + 1; len = len + #data
+      ld, le, li = data, event, id
+      if n == 1 then first = { data = data, event = event, id = id } end
+    end
+    if chunks then
+      t0 = gettime()
+      for i = 1, #chunks do
+        for data, event, id in p:values(chunks[i]) do each(data, event, id) end
+      end
+    else
+      t0 = gettime()
+      local f = assert(io.open(corpus, "rb"))
+      while true do
+        local chunk = f:read(CHUNK)
+        if not chunk then break end
+        for data, event, id in p:values(chunk) do each(data, event, id) end
       end
       f:close()
     end
