@@ -306,24 +306,45 @@ local function new_event(data, typ, id)
 end
 
 -- Deliver what is queued to the callbacks. Returns whether it delivered.
-local function deliver(s)
-  local t, cb, mode = s._transfer, s._callbacks, s._mode
-  if mode == "events" then
+-- Hand the queued events to their handlers, all of them in one protected
+-- call (run by deliver): `s._calling` names the handler running, for the
+-- error if it raises. Returns how many items it took.
+local function run_handlers(s, t, cb)
+  local on, onmessage, n = cb.on, cb.onmessage, 0
+  while s.reason == nil do
     local data, typ, id = next_event_of(t)
-    if data == nil then return false end
+    if data == nil then break end
+    n = n + 1
     if data then
       s.last_event_id = id
-      reconnect.succeeded(s._reconnect)
-      local fn = cb.on and cb.on[typ]
+      local rc = s._reconnect
+      if rc then rc.failures = 0 end
+      local fn = on and on[typ]
       if fn then
-        call(s, "on." .. typ, fn, new_event(data, typ, id), s)
-      elseif cb.onmessage then
-        call(s, "onmessage", cb.onmessage, new_event(data, typ, id), s)
+        s._calling = "on." .. typ
+      else
+        fn = onmessage
+        s._calling = "onmessage"
       end
+      if fn then fn(setmetatable({ event = typ, data = data, id = id }, Event), s) end
     else
-      other_item(s, typ, id)
+      other_item(s, typ, id) -- protected on its own
     end
-    return true
+  end
+  return n
+end
+
+-- Deliver what is queued to the callbacks. Returns whether it delivered.
+local function deliver(s)
+  local t, cb = s._transfer, s._callbacks
+  if s._mode == "events" then
+    local ok, n = s._client:_dispatch(run_handlers, s, t, cb)
+    if not ok then
+      finish(s, "callback", core.error("callback", ("%s raised: %s"):format(s._calling, tostring(n)),
+        { cause = n }))
+      return true
+    end
+    return n > 0
   end
   local bytes = read_of(t, READ_SIZE) -- a callback stream with only onchunk
   if not bytes then return false end
@@ -648,6 +669,7 @@ function _M.new(c, fname, url, opts, callbacks, what)
     _visits = 0,           -- how often the client's loop visited it (only when ready)
     _line = nil, _chunk = nil, -- what a pull reader found, on its way out
     _ev_data = nil, _ev_type = nil, _ev_id = nil,
+    _calling = nil,        -- the name of the event handler running, for its error
   }, Stream)
   local t, err = core.transfer(c._handle, req, s)
   if not t then error(err, 0) end
