@@ -153,18 +153,23 @@ static int next_event(lua_State *L, lparser *lp, lua_Integer gen, int fn_slot,
   return 0;
 }
 
-/* The iterator p:feed(chunk) returns. Upvalues: parser, generation, the
-** Event metatable, and the type and id caches. A newer feed or a reset ends
-** it. */
-static int feed_iter(lua_State *L) {
+/* One step of the iterators below: the next event's data, type and id
+** pushed at 2..4 (returns 1), or nothing (0). Upvalues: parser, generation,
+** the Event metatable, and the type and id caches. A newer feed or a reset
+** ends the iteration. */
+static int iter_step(lua_State *L) {
   lparser *lp;
   strcache cache;
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(1));
   lp = (lparser *)lua_touserdata(L, 1); /* our own upvalue: always a parser */
   cache_init(L, &cache, lua_upvalueindex(4), lua_upvalueindex(5));
-  if (!next_event(L, lp, lua_tointeger(L, lua_upvalueindex(2)), 0, &cache))
-    return 0;
+  return next_event(L, lp, lua_tointeger(L, lua_upvalueindex(2)), 0, &cache);
+}
+
+/* The iterator p:feed(chunk) returns: an event table per event. */
+static int feed_iter(lua_State *L) {
+  if (!iter_step(L)) return 0;
   lua_createtable(L, 0, 3);
   lua_insert(L, 2);               /* parser, ev, data, type, id */
   lua_setfield(L, 2, "id");
@@ -175,18 +180,9 @@ static int feed_iter(lua_State *L) {
   return 1;
 }
 
-/* The iterator p:values(chunk) returns: the same as feed_iter, the event as
-** three values (data, type, id) and no table. Upvalue 3 is unused. */
+/* The iterator p:values(chunk) returns: data, type, id, no table. */
 static int values_iter(lua_State *L) {
-  lparser *lp;
-  strcache cache;
-  lua_settop(L, 0);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lp = (lparser *)lua_touserdata(L, 1); /* our own upvalue: always a parser */
-  cache_init(L, &cache, lua_upvalueindex(4), lua_upvalueindex(5));
-  if (!next_event(L, lp, lua_tointeger(L, lua_upvalueindex(2)), 0, &cache))
-    return 0;
-  return 3;
+  return iter_step(L) ? 3 : 0;
 }
 
 /* The iterator of parser_feed (events) or parser_values (three values). */
