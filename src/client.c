@@ -401,7 +401,7 @@ long fs_client_timeout_ms(const fs_client *c) {
   if (c->ready_head) return 0;
   if (c->heap_len > 0 && (soonest == 0 || c->heap[0]->heap_at < soonest))
     soonest = c->heap[0]->heap_at;
-  if (soonest == 0) return -1;
+  if (soonest == 0) return c->count > 0 ? 86400000L : -1; /* transfers wait on sockets only */
   left = soonest - fs_now_ms();
   if (left <= 0) return 0;
   return left > 86400000.0 ? 86400000L : (long)left + 1; /* never wake early */

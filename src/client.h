@@ -57,7 +57,9 @@ void fs_client_step(fs_client *c);
 /* The next transfer on the ready list (taken off it), or NULL. */
 fs_stream *fs_client_next_ready(fs_client *c);
 /* Milliseconds until a step is needed (curl's timer, a deadline, a wake-up):
-** 0 when transfers are ready already, -1 when nothing is pending. */
+** 0 when transfers are ready already; a day when transfers run with no
+** deadline (only their sockets can wake them); -1 when nothing is pending at
+** all — no transfer, no wait — so that a host loop can stop watching. */
 long fs_client_timeout_ms(const fs_client *c);
 /* The descriptor that is readable whenever one of curl's sockets is: the
 ** epoll set, or -1 where there is none (a host then steps on a timer). */
