@@ -6,6 +6,16 @@
 -- keeps curl's sockets and every deadline and knows which streams have
 -- something new; the loop here visits only those, and runs every user
 -- callback through one protected dispatch.
+--
+-- A host event loop (fetchstream.uv) drives a client through c:step(),
+-- c:fileno() and c:timeout(), and sets `c._loop` to an object the engine
+-- tells what it cannot see from outside:
+--   loop:changed(s)   stream s started, ended, or has news for the coroutine
+--                     waiting on it (s._waiter): step soon, resume it
+--   loop:can_suspend() whether the running code is a coroutine that can
+--                     suspend instead of blocking
+--   loop:suspend(s, deadline) yields until changed(s) or the deadline
+--   loop:closing()    the client is about to close its handle
 -- @module fetchstream.client
 
 local core = require "fetchstream.core"
@@ -27,6 +37,7 @@ local _M = {}
 local Client = {}
 Client.__index = Client
 Client.__name = "fetchstream.Client"
+_M.Client = Client
 
 -- Ctrl-C in the standalone interpreter: lua.c raises "interrupted!" wherever
 -- the script is. It is the user stopping the script, not a callback failing.
@@ -68,6 +79,7 @@ function _M.new()
     _dispatching = false,    -- inside a user callback
     _stepping = false,       -- inside a step
     _raise = nil,            -- an error of a final callback, for run() to raise
+    _loop = nil,             -- the host loop driving it (fetchstream.uv), or nil
     _closed = false,         -- c:close() was called (the handle may go first in a collection)
     _gc = nil,               -- Lua 5.1: the proxy whose finalizer is the client's
   }, Client)
@@ -85,11 +97,15 @@ function Client:_start(fname, url, opts, callbacks, what)
   if not callbacks and self._dispatching then
     usage("'%s' cannot wait for data from inside a callback: use a callback stream", fname)
   end
-  return stream.new(self, fname, url, opts, callbacks, what)
+  local s = stream.new(self, fname, url, opts, callbacks, what)
+  local loop = self._loop
+  if loop then loop:changed(s) end -- a host loop that had stopped starts again
+  return s
 end
 
 -- Visit the streams the handle found ready — only those: a stream with no
--- activity costs nothing. Pull streams are advanced by their readers.
+-- activity costs nothing. Pull streams are advanced by their readers; one
+-- that a suspended coroutine reads wakes it through the host loop.
 local function visit_ready(self)
   local list, active, advance = self._ready, self._active, stream.advance
   local n = self._handle:step(list)
@@ -98,6 +114,9 @@ local function visit_ready(self)
     if active[s] then
       s._visits = s._visits + 1
       while advance(s) do end
+    elseif s._waiter then
+      s._visits = s._visits + 1
+      self._loop:changed(s)
     end
     list[i] = nil -- visited
   end
@@ -151,7 +170,9 @@ function Client:fileno()
 end
 
 --- `c:timeout()` -> seconds until the next step is needed (curl's timer, a
--- stream's deadline, a reconnect wait), or nil when nothing is pending.
+-- stream's deadline, a reconnect wait; a day at most), or nil when the client
+-- has nothing to do: no transfer running, no wait (a host loop can stop
+-- watching it until a stream starts).
 function Client:timeout()
   return self._handle:timeout()
 end
@@ -273,6 +294,7 @@ function Client:close()
   self._closed = true
   local list = {}
   for s in pairs(self._active) do list[#list + 1] = s end
+  if self._loop then self._loop:closing() end -- it stops watching the descriptor first
   self._handle:close()
   local first_err
   for _, s in ipairs(list) do -- every stream ends, even if an onabort raises
@@ -292,6 +314,17 @@ function Client.__gc(c)
   if not ok and warn then
     warn("fetchstream: error in a callback run by a client's finalizer: ", tostring(err))
   end
+end
+
+--- The default client, behind the `fetch.*` functions (made on first use,
+-- and again after it was closed).
+local default_client
+
+function _M.default()
+  if default_client == nil or default_client._closed then
+    default_client = _M.new()
+  end
+  return default_client
 end
 
 return _M

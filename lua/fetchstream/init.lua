@@ -34,14 +34,7 @@ _M.DEFAULT_MAX_EVENT_SIZE = sse.DEFAULT_MAX_EVENT_SIZE
 -- Streaming -----------------------------------------------------------------
 -- Every function below is a method of the default client, made on first use.
 
-local default_client
-
-local function default()
-  if default_client == nil or default_client._closed then
-    default_client = client.new()
-  end
-  return default_client
-end
+local default = client.default
 
 --- `fetch.client()`: a separate client, with the methods below.
 _M.client = client.new

@@ -98,11 +98,13 @@ local function finish(s, reason, err, why)
   if err then about(s, err) end
   s.reason, s.error = reason, err
   set_state(s, "ended")
-  s._client._active[s] = nil
+  local c = s._client
+  c._active[s] = nil
   close_transfer(s)
+  local loop = c._loop
+  if loop then loop:changed(s) end -- a coroutine reading it goes on; an idle loop stops
   local cb = s._callbacks
   if not cb then return end
-  local c = s._client
   if reason == "done" then
     if cb.onclose then c:_final(cb.onclose, s) end
   elseif reason == "aborted" then
@@ -411,7 +413,9 @@ end
 
 --- Drive the stream's client until ready(s) holds or the stream ends; gives
 -- up at `deadline` (seconds on core.now()) when one is given. Returns
--- whether ready(s) holds.
+-- whether ready(s) holds. Every pull form waits here: it blocks, except in
+-- a coroutine on a client that a host loop drives (c._loop, see client.lua),
+-- which suspends instead and lets the loop step the client and resume it.
 local function wait_for(s, deadline, ready)
   local c, idle = s._client, false
   while true do
@@ -419,6 +423,9 @@ local function wait_for(s, deadline, ready)
     if s.reason then return false end
     if advance(s) then
       idle = false
+    elseif c._loop and c._loop:can_suspend() then
+      if deadline and now() >= deadline then return false end
+      c._loop:suspend(s, deadline)
     elseif idle then -- a step brought nothing: sleep until there is activity
       if deadline and now() >= deadline then return false end
       c._handle:wait(deadline and deadline - now() or 60) -- wakes for curl and deadlines too
@@ -667,6 +674,7 @@ function _M.new(c, fname, url, opts, callbacks, what)
     _closed = false,       -- s:close() was called
     _ttfb = nil, _elapsed = nil, -- s:times() once the transfer is gone
     _visits = 0,           -- how often the client's loop visited it (only when ready)
+    _waiter = nil,         -- a coroutine suspended in wait_for until the host loop resumes it
     _line = nil, _chunk = nil, -- what a pull reader found, on its way out
     _ev_data = nil, _ev_type = nil, _ev_id = nil,
     _calling = nil,        -- the name of the event handler running, for its error
