@@ -62,6 +62,7 @@ build = {
     ["fetchstream.request"] = "lua/fetchstream/request.lua",
     ["fetchstream.sse"] = "lua/fetchstream/sse.lua",
     ["fetchstream.stream"] = "lua/fetchstream/stream.lua",
+    ["fetchstream.uv"] = "lua/fetchstream/uv.lua",
   },
 }
 test = {
