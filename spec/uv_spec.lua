@@ -182,13 +182,13 @@ describe("fetchstream.uv: an attached client", function()
     assert.is_true(took < 0.05, ("an idle client kept uv.run() for %.3f s"):format(took))
     local n = 0
     c:stream(srv:url("/count?n=2"), { onmessage = function() n = n + 1 end })
-    _, stopped = run(5)
-    assert.is_false(stopped)
+    took, stopped = run(5)
+    assert.is_false(stopped, took)
     assert.are.equal(2, n)
     -- and once more, a stream started from a luv callback of another handle
     after(10, function() c:stream(srv:url("/count?n=3"), { onmessage = function() n = n + 1 end }) end)
-    _, stopped = run(5)
-    assert.is_false(stopped)
+    took, stopped = run(5)
+    assert.is_false(stopped, took)
     assert.are.equal(5, n)
     assert.is_nil(c:timeout())
   end)
@@ -261,8 +261,10 @@ describe("fetchstream.uv: an attached client", function()
         inside = false
       end
     end })
-    c:stream(srv:url("/count?n=3"), { onmessage = function() if not inside then outside_calls = outside_calls + 1 end end,
-                                      onclose = function() assert(inside) end })
+    c:stream(srv:url("/count?n=3"), {
+      onmessage = function() if not inside then outside_calls = outside_calls + 1 end end,
+      onclose = function() assert(inside) end,
+    })
     run(5)
     assert.are.equal(1, wrapped) -- wrap is called once, at attach
     assert.are.equal(0, outside_calls)
@@ -341,7 +343,9 @@ describe("fetchstream.uv: coroutines", function()
       r.events_took = socket.gettime() - t0
 
       local values = {}
-      for data, event, id in fetch.values(srv:url("/count?n=2&event=e")) do values[#values + 1] = data .. event .. id end
+      for data, event, id in fetch.values(srv:url("/count?n=2&event=e")) do
+        values[#values + 1] = data .. event .. id
+      end
       r.values = table.concat(values, ",")
 
       local lines = {}
@@ -482,8 +486,8 @@ describe("fetchstream.uv: coroutines", function()
     f:close()
     finally(function() os.remove(script) end)
     local out = os.tmpname()
-    local ok = h.execute(h.child_env() .. " " .. h.lua() .. " " .. script .. " " .. h.shell_quote(srv:url("/status/404"))
-      .. " >" .. out .. " 2>&1")
+    local ok = h.execute(("%s %s %s %s >%s 2>&1"):format(h.child_env(), h.lua(), script,
+      h.shell_quote(srv:url("/status/404")), out))
     local text = h.read(out)
     os.remove(out)
     assert.is_nil(ok)
@@ -531,7 +535,7 @@ describe("fetchstream.uv: coroutines", function()
     local errs, closed_in_time = {}, nil
     local t = tag("break")
     spawn(errs, function()
-      for _ in fetch.events(srv:url("/forever?interval=20&tag=" .. t)) do break end
+      for _ in fetch.events(srv:url("/forever?interval=20&tag=" .. t)) do break end -- luacheck: ignore 512
       closed_in_time = srv:wait_closed(t, 0.5)
     end)
     local _, stopped = run(5)
