@@ -57,10 +57,11 @@ FUZZER = $(FUZZ_BUILD)/sse_fuzz
 
 # Debian packages the project needs (`make deps` installs the missing ones).
 # libclang-rt-14-dev holds libFuzzer; clang only recommends it. zlib1g-dev,
-# libbrotli-dev and libzstd-dev: the decoders of compressed bodies.
+# libbrotli-dev and libzstd-dev: the decoders of compressed bodies. lua-luv:
+# the libuv loop fetchstream.uv drives a client on outside Neovim.
 DEPS = lua5.4 liblua5.4-dev libcurl4-openssl-dev zlib1g-dev libbrotli-dev libzstd-dev \
        lua-cjson lua-busted lua-socket lua-check pkg-config luarocks gcc make clang \
-       libclang-rt-14-dev luajit2 libluajit2-5.1-dev neovim libnginx-mod-http-lua nginx-core curl
+       libclang-rt-14-dev luajit2 libluajit2-5.1-dev neovim lua-luv libnginx-mod-http-lua nginx-core curl
 
 # Debian packages only the benchmarks need: `make bench` installs them, `make
 # test` does not. GNU time (each process's CPU and peak RSS), httpx (the
