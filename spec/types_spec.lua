@@ -489,3 +489,46 @@ describe("types/fetchstream/sse.lua", function()
   end)
 end)
 
+
+describe("types/fetchstream/uv.lua", function()
+  local text
+  setup(function() text = read("types/fetchstream/uv.lua") end)
+
+  it("is a ---@meta fetchstream.uv file that types every function fetchstream.uv exports", function()
+    local fuv = require "fetchstream.uv"
+    assert.is_truthy(text:find("^%-%-%-@meta fetchstream%.uv\n"), "not a ---@meta fetchstream.uv file")
+    assert(loadfile("types/fetchstream/uv.lua", "t"))
+    for name, value in pairs(fuv) do
+      local typed = type(value) == "function" and text:find("\nfunction uv%." .. name .. "%(")
+        or text:find("\nuv%." .. name .. " = ")
+      assert.is_truthy(typed, "fetchstream.uv." .. name .. " is not typed")
+    end
+  end)
+
+  it("types the handle's methods and fields, and the options of attach and spawn", function()
+    local fuv = require "fetchstream.uv"
+    local model = parse_types(text)
+    local handle_class = assert(model.classes["fetchstream.uv.Handle"], "no ---@class fetchstream.uv.Handle")
+    local c = require("fetchstream").client()
+    local handle = fuv.attach(c, (require "luv"))
+    for name, value in pairs(getmetatable(handle).__index) do
+      if type(value) == "function" and not name:find("^_") then
+        assert(handle_class.functions[name], "Handle:" .. name .. " is not typed")
+      end
+    end
+    for key in pairs(handle) do
+      if not key:find("^_") then assert(handle_class.fields[key], "handle." .. key .. " is not typed") end
+    end
+    handle:detach()
+    c:close()
+    for _, spec in ipairs({ { fuv.attach, "ATTACH_OPTIONS", "fetchstream.AttachOptions" },
+                            { fuv.spawn, "SPAWN_OPTIONS", "fetchstream.SpawnOptions" } }) do
+      local opts = upvalue(spec[1], spec[2])
+      assert.are.equal("table", type(opts), spec[2] .. " is not reachable")
+      local class_ = assert(model.classes[spec[3]], "no ---@class " .. spec[3])
+      for name in pairs(opts) do
+        assert(class_.fields[name], spec[3] .. " has no ---@field " .. name)
+      end
+    end
+  end)
+end)

@@ -10,12 +10,13 @@
 -- A host event loop (fetchstream.uv) drives a client through c:step(),
 -- c:fileno() and c:timeout(), and sets `c._loop` to an object the engine
 -- tells what it cannot see from outside:
---   loop:changed(s)   stream s started, ended, or has news for the coroutine
---                     waiting on it (s._waiter): step soon, resume it
---   loop:can_suspend() whether the running code is a coroutine that can
---                     suspend instead of blocking
---   loop:suspend(s, deadline) yields until changed(s) or the deadline
---   loop:closing()    the client is about to close its handle
+--   loop:_changed(s)     stream s started, ended, or has news for the
+--                        coroutines waiting on it (s._waiter): step soon,
+--                        resume them
+--   loop:_can_suspend()  whether the running code is a coroutine that can
+--                        suspend instead of blocking
+--   loop:_suspend(s, deadline) yields until _changed(s) or the deadline
+--   loop:_closing()      the client is about to close its handle
 -- @module fetchstream.client
 
 local core = require "fetchstream.core"
@@ -99,7 +100,7 @@ function Client:_start(fname, url, opts, callbacks, what)
   end
   local s = stream.new(self, fname, url, opts, callbacks, what)
   local loop = self._loop
-  if loop then loop:changed(s) end -- a host loop that had stopped starts again
+  if loop then loop:_changed(s) end -- a host loop that had stopped starts again
   return s
 end
 
@@ -116,7 +117,7 @@ local function visit_ready(self)
       while advance(s) do end
     elseif s._waiter then
       s._visits = s._visits + 1
-      self._loop:changed(s)
+      self._loop:_changed(s)
     end
     list[i] = nil -- visited
   end
@@ -294,7 +295,7 @@ function Client:close()
   self._closed = true
   local list = {}
   for s in pairs(self._active) do list[#list + 1] = s end
-  if self._loop then self._loop:closing() end -- it stops watching the descriptor first
+  if self._loop then self._loop:_closing() end -- it stops watching the descriptor first
   self._handle:close()
   local first_err
   for _, s in ipairs(list) do -- every stream ends, even if an onabort raises

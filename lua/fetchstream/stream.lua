@@ -102,7 +102,7 @@ local function finish(s, reason, err, why)
   c._active[s] = nil
   close_transfer(s)
   local loop = c._loop
-  if loop then loop:changed(s) end -- a coroutine reading it goes on; an idle loop stops
+  if loop then loop:_changed(s) end -- a coroutine reading it goes on; an idle loop stops
   local cb = s._callbacks
   if not cb then return end
   if reason == "done" then
@@ -423,9 +423,9 @@ local function wait_for(s, deadline, ready)
     if s.reason then return false end
     if advance(s) then
       idle = false
-    elseif c._loop and c._loop:can_suspend() then
+    elseif c._loop and c._loop:_can_suspend() then
       if deadline and now() >= deadline then return false end
-      c._loop:suspend(s, deadline)
+      c._loop:_suspend(s, deadline)
     elseif idle then -- a step brought nothing: sleep until there is activity
       if deadline and now() >= deadline then return false end
       c._handle:wait(deadline and deadline - now() or 60) -- wakes for curl and deadlines too
@@ -674,7 +674,7 @@ function _M.new(c, fname, url, opts, callbacks, what)
     _closed = false,       -- s:close() was called
     _ttfb = nil, _elapsed = nil, -- s:times() once the transfer is gone
     _visits = 0,           -- how often the client's loop visited it (only when ready)
-    _waiter = nil,         -- a coroutine suspended in wait_for until the host loop resumes it
+    _waiter = nil,         -- true while coroutines wait for it in a host loop (fetchstream.uv)
     _line = nil, _chunk = nil, -- what a pull reader found, on its way out
     _ev_data = nil, _ev_type = nil, _ev_id = nil,
     _calling = nil,        -- the name of the event handler running, for its error

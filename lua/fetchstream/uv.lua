@@ -17,8 +17,8 @@
 -- be called.
 --
 -- The engine's side of the bargain is in client.lua and stream.lua: c._loop
--- is the handle; loop:changed(s), loop:can_suspend(), loop:suspend(s,
--- deadline), loop:closing().
+-- is the handle; loop:_changed(s), loop:_can_suspend(), loop:_suspend(s,
+-- deadline), loop:_closing().
 -- @module fetchstream.uv
 
 local client = require "fetchstream.client"
@@ -44,7 +44,6 @@ local POLL_INTERVAL = 0.01
 local Handle = {}
 Handle.__index = Handle
 Handle.__name = "fetchstream.uv.Handle"
-_M.Handle = Handle
 
 -- Coroutines made by spawn, with their options (onerror); weak keys.
 local spawned = setmetatable({}, { __mode = "k" })
@@ -221,19 +220,19 @@ end
 
 --- Stream s started, ended, or has news: wake the coroutines waiting on it
 -- and make sure a pass comes.
-function Handle:changed(s)
+function Handle:_changed(s)
   if s._waiter then push(self._woken, s) end
   if not self._in_pass then self:_kick() end
 end
 
 --- Whether the running code can suspend: a coroutine that may yield.
-function Handle:can_suspend()
+function Handle:_can_suspend()
   return not self._detached and suspendable() ~= nil
 end
 
---- Suspend the running coroutine until s has news (changed(s)) or the
+--- Suspend the running coroutine until s has news (_changed(s)) or the
 -- deadline (seconds on core.now()) passes. Returns true.
-function Handle:suspend(s, deadline)
+function Handle:_suspend(s, deadline)
   local co = suspendable()
   local list = self._waiting[s]
   if not list then
@@ -246,7 +245,7 @@ function Handle:suspend(s, deadline)
   if deadline then
     timer = table.remove(self._spare) or self.uv.new_timer()
     timer:start(ms(deadline - now()), 0, function()
-      if self._waiting[s] then self:changed(s) end
+      if self._waiting[s] then self:_changed(s) end
     end)
   end
   if not self._in_pass then self:_kick() end -- what the coroutine did (read, resume) may need a step
@@ -271,7 +270,7 @@ end
 --- The client is about to close its handle (c:close()): stop watching its
 -- descriptor first; the coroutines waiting on its streams are resumed (they
 -- find them aborted).
-function Handle:closing()
+function Handle:_closing()
   self:detach()
 end
 
@@ -359,6 +358,10 @@ function _M.attach(target, uv, opts)
   local c = client_of(target, "attach")
   if uv == nil then uv = default_uv() end
   check_uv(uv, "attach")
+  if type(opts) == "string" then -- attach(c, require "luv"): 5.4's require returns the loader data too
+    usage("bad argument #3 to 'attach' (options table expected, got a string: on Lua 5.4 `require \"luv\"` "
+      .. "returns two values; write `(require \"luv\")` or pass a local)")
+  end
   options.check("attach", opts, ATTACH_OPTIONS)
   if c._closed then usage("attempt to use a closed client ('attach')") end
   local old = c._loop
