@@ -2,8 +2,9 @@
 -- chat streamed into a buffer from ontext while an editor timer keeps
 -- ticking (no E5560 with the default wrap), abort() from a timer closing the
 -- connection at once, the same with the coroutine form, and
--- examples/nvim_chat.lua's :FetchChat end to end. Each case runs in its own
--- editor; the script is spec/hosts/nvim_uv.lua.
+-- examples/nvim_chat.lua's :FetchChat end to end; and doc/fetchstream.txt as
+-- a help page. Each case runs in its own editor; the script is
+-- spec/hosts/nvim_uv.lua.
 
 local stub = require "spec.server"
 local h = require "spec.helpers"
@@ -42,6 +43,17 @@ local function ticked(r)
   assert.is_true(ticks >= 0.8 * expected, ("%d ticks of %d expected"):format(ticks, expected))
   print(("\n# nvim: editor timer %d of %d expected ticks during the stream"):format(ticks, expected))
 end
+
+describe("doc/fetchstream.txt", function()
+  it("is a help page: :helptags takes it, :help fetchstream opens it, its links lead somewhere", function()
+    local r = nvim("doc")
+    assert.is_nil(r.failure, r.failure)
+    assert.are.equal("nil", r["helptags-error"])
+    assert.are.equal("true", r.help)
+    assert.are.equal("", r.broken)
+    assert.is_true(tonumber(r.tags) >= 15, r.tags)
+  end)
+end)
 
 describe("fetchstream.uv in headless Neovim", function()
   it("streams a chat into a buffer from ontext while an editor timer ticks; no E5560", function()

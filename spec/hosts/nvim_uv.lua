@@ -208,6 +208,34 @@ function cases.example()
   say("e5560", errmsg():find("E5560", 1, true) ~= nil)
 end
 
+-- doc/fetchstream.txt: :helptags takes it (no duplicate tag, E154), :help
+-- fetchstream opens it, and every |link| in it leads somewhere.
+function cases.doc()
+  local dir = vim.fn.tempname()
+  vim.fn.mkdir(dir .. "/doc", "p")
+  local f = assert(io.open(root .. "/doc/fetchstream.txt"))
+  local text = f:read("*a")
+  f:close()
+  f = assert(io.open(dir .. "/doc/fetchstream.txt", "w"))
+  f:write(text)
+  f:close()
+  vim.v.errmsg = "" -- luacheck: ignore 122
+  vim.cmd("helptags " .. dir .. "/doc")
+  say("helptags-error", vim.v.errmsg ~= "" and vim.v.errmsg or nil)
+  vim.opt.runtimepath:prepend(dir)
+  vim.cmd("help fetchstream")
+  say("help", api.nvim_buf_get_name(0):match("fetchstream%.txt$") ~= nil)
+  local broken = {}
+  for link in text:gmatch("|([^|%s]+)|") do
+    if not pcall(vim.cmd, "help " .. link) then broken[#broken + 1] = link end
+  end
+  say("broken", table.concat(broken, ","))
+  local tags = 0
+  for _ in text:gmatch("%*[%w_.():%-]+%*") do tags = tags + 1 end
+  say("tags", tags)
+  vim.fn.delete(dir, "rf")
+end
+
 local ok, err = pcall(cases[os.getenv("CASE")])
 if not ok then say("failure", err) end
 out:close()
