@@ -297,6 +297,38 @@ describe("fetchstream.uv: an attached client", function()
     handle:detach() -- idempotent
   end)
 
+  it("a script that ends with c:close() or h:detach() after uv.run() exits cleanly", function()
+    -- (luv 1.44 crashes in lua_close when a handle was closed and the loop
+    -- never ran after: the adapter leaves such handles stopped, not closed)
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      local uv = require "luv"
+      local fetch = require "fetchstream"
+      local fuv = require "fetchstream.uv"
+      local a, b = fetch.client(), fetch.client()
+      local ha = fuv.attach(a, uv)
+      fuv.attach(b, uv)
+      local n = 0
+      a:stream(arg[1], { onmessage = function() n = n + 1 end })
+      b:stream(arg[1], { onmessage = function() n = n + 1 end })
+      uv.run()
+      ha:detach()
+      a:close()
+      b:close() -- attached: closing detaches it
+      print("events " .. n)
+    ]])
+    f:close()
+    finally(function() os.remove(script) end)
+    local out = os.tmpname()
+    local ok, how, code = h.execute(("%s %s %s %s >%s 2>&1"):format(h.child_env(), h.lua(), script,
+      h.shell_quote(srv:url("/count?n=2")), out))
+    local text = h.read(out)
+    os.remove(out)
+    assert.is_true(ok, ("%s %s: %s"):format(tostring(how), tostring(code), text))
+    assert.are.equal("events 4\n", text)
+  end)
+
   it("checks its arguments", function()
     h.raises("usage", fuv.attach, {}, uv)
     h.raises("usage", fuv.attach, fetch.client(), {})

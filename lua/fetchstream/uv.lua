@@ -48,6 +48,9 @@ Handle.__name = "fetchstream.uv.Handle"
 -- Coroutines made by spawn, with their options (onerror); weak keys.
 local spawned = setmetatable({}, { __mode = "k" })
 
+-- Handles stopped but left open (see dispose): luv closes them at exit.
+local parked = {}
+
 -- A queue of values.
 local function push(list, v) list[#list + 1] = v end
 
@@ -71,6 +74,24 @@ local function suspendable()
   if co == nil or main then return nil end
   if co_isyieldable and not co_isyieldable() then return nil end
   return co
+end
+
+-- Done with a uv handle. Closing is only safe where the loop will run
+-- again to finish the close: Debian's luv 1.44 crashes in lua_close when a
+-- handle was closed and uv.run() never ran after (a script that ends with
+-- c:close() after uv.run() returned). So close it inside a running loop (or
+-- in Neovim, whose loop always runs); elsewhere stop it and leave it open —
+-- a stopped handle costs nothing, and luv closes it at exit. A poll handle
+-- is always stopped before the client closes its descriptor.
+local function dispose(self, handle)
+  if handle:is_closing() then return end
+  local mode = self.uv.loop_mode
+  if self._nvim or (mode and mode() ~= nil) then
+    handle:close()
+  else
+    handle:stop()
+    push(parked, handle)
+  end
 end
 
 -- Seconds -> whole milliseconds for a uv timer, rounded up (never early).
@@ -262,7 +283,7 @@ function Handle:_suspend(s, deadline)
   end
   if timer then
     timer:stop()
-    if self._closed then timer:close() else push(self._spare, timer) end
+    if self._closed then dispose(self, timer) else push(self._spare, timer) end
   end
   return true
 end
@@ -288,13 +309,11 @@ function Handle:_close_handles()
   end
   self._closed = true
   if self._poll then
-    if self._polling then self._poll:stop() end
-    self._poll:close()
+    dispose(self, self._poll)
     self._poll = nil
   end
-  self._timer:stop()
-  self._timer:close()
-  for _, timer in ipairs(self._spare) do timer:close() end
+  dispose(self, self._timer)
+  for _, timer in ipairs(self._spare) do dispose(self, timer) end
   self._spare = {}
   self._polling, self._timing = false, false
 end
@@ -309,8 +328,8 @@ function Handle:detach()
   local c = self.client
   if c._loop == self then c._loop = nil end
   if self._poll then -- stop watching the descriptor now: c:close() is about to close it
-    if self._polling then self._poll:stop() end
-    self._poll:close()
+    self._poll:stop()
+    dispose(self, self._poll)
     self._poll = nil
     self._polling = false
   end
@@ -371,12 +390,13 @@ function _M.attach(target, uv, opts)
   end
   opts = opts or {}
   local wrap = opts.wrap
-  if wrap == nil and nvim_loop() == uv then wrap = rawget(_G, "vim").schedule_wrap end
+  if wrap == nil and uv == nvim_loop() then wrap = rawget(_G, "vim").schedule_wrap end
   if wrap == false then wrap = nil end
 
   local self = setmetatable({
     client = c,            -- the client it drives
     uv = uv,               -- the loop
+    _nvim = uv == nvim_loop(), -- Neovim's loop (it always runs)
     _onerror = opts.onerror,
     _wrapped = wrap ~= nil,
     _poll = nil,           -- the poll handle on c:fileno(), nil without one
