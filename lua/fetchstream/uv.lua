@@ -51,8 +51,14 @@ local spawned = setmetatable({}, { __mode = "k" })
 -- Handles stopped but left open (see dispose): luv closes them at exit.
 local parked = {}
 
--- A queue of values.
+-- A list, and a queue with a count (`n`) emptied in place.
 local function push(list, v) list[#list + 1] = v end
+
+local function enqueue(q, v)
+  local n = q.n + 1
+  q.n = n
+  q[n] = v
+end
 
 -- Neovim's loop, when running inside Neovim.
 local function nvim_loop()
@@ -131,24 +137,34 @@ function Handle:_resume(co, args)
 end
 
 -- Resume what waits: coroutines to start, then those whose streams have
--- news; what they start or wake in turn goes round again.
+-- news; what they start or wake in turn is resumed in the same pass. The
+-- queues are emptied in place (no table per pass).
 function Handle:_resume_all()
+  local starts, woken, waiting = self._starts, self._woken, self._waiting
+  local i, j = 1, 1
   while true do
-    local starts, woken = self._starts, self._woken
-    if starts[1] == nil and woken[1] == nil then return end
-    self._starts, self._woken = {}, {}
-    for i = 1, #starts do
+    if i <= starts.n then
       local start = starts[i]
+      starts[i] = nil
+      i = i + 1
       self:_resume(start.co, start.args)
-    end
-    for i = 1, #woken do
-      local s = woken[i]
-      local list = self._waiting[s]
-      if list then
-        self._waiting[s] = nil
+    elseif j <= woken.n then
+      local s = woken[j]
+      woken[j] = nil
+      j = j + 1
+      local w = waiting[s]
+      if w ~= nil then
+        waiting[s] = nil
         s._waiter = nil
-        for j = 1, #list do self:_resume(list[j]) end
+        if type(w) == "thread" then
+          self:_resume(w)
+        else
+          for k = 1, #w do self:_resume(w[k]) end
+        end
       end
+    else
+      starts.n, woken.n = 0, 0
+      return
     end
   end
 end
@@ -177,9 +193,17 @@ function Handle:_rearm()
   elseif t > POLL_INTERVAL then
     t = POLL_INTERVAL
   end
-  self.uv.update_time() -- the pass took time: the timer counts from now
-  self._timer:start(ms(t), 0, self._on_timer)
-  self._timing = true
+  -- The timer is armed already for that moment (give or take a millisecond):
+  -- most passes change nothing.
+  if self._timing and math.abs(now() + t - self._due) < 0.001 then return end
+  self:_arm(t)
+end
+
+-- Start the timer: a pass in `seconds`.
+function Handle:_arm(seconds)
+  self.uv.update_time() -- a pass takes time: the timer counts from now
+  self._timer:start(ms(seconds), 0, self._on_timer)
+  self._timing, self._due = true, now() + seconds
 end
 
 -- One pass: step the client, resume the coroutines, re-arm (see the top).
@@ -204,8 +228,7 @@ function Handle:_pass()
     self:_close_handles()
   elseif self._retry then
     self._retry = false
-    self._timer:start(1, 0, self._on_timer)
-    self._timing = true
+    self:_arm(0.001)
   else
     self:_rearm()
   end
@@ -220,8 +243,8 @@ end
 -- Run a pass at the loop's next turn.
 function Handle:_kick()
   if self._in_pass or self._scheduled or self._closed then return end
-  self._timer:start(0, 0, self._on_timer)
-  self._timing = true
+  if self._timing and self._due <= now() then return end -- due already
+  self:_arm(0)
 end
 
 -- The handles' callbacks (in Neovim, a fast event: no API there; the pass
@@ -242,7 +265,7 @@ end
 --- Stream s started, ended, or has news: wake the coroutines waiting on it
 -- and make sure a pass comes.
 function Handle:_changed(s)
-  if s._waiter then push(self._woken, s) end
+  if s._waiter then enqueue(self._woken, s) end
   if not self._in_pass then self:_kick() end
 end
 
@@ -254,14 +277,16 @@ end
 --- Suspend the running coroutine until s has news (_changed(s)) or the
 -- deadline (seconds on core.now()) passes. Returns true.
 function Handle:_suspend(s, deadline)
-  local co = suspendable()
-  local list = self._waiting[s]
-  if not list then
-    list = {}
-    self._waiting[s] = list
+  local co, waiting = suspendable(), self._waiting
+  local w = waiting[s] -- the coroutine waiting on s, or a list of them when several do
+  if w == nil then
+    waiting[s] = co
     s._waiter = true
+  elseif type(w) == "thread" then
+    waiting[s] = { w, co }
+  else
+    push(w, co)
   end
-  push(list, co)
   local timer
   if deadline then
     timer = table.remove(self._spare) or self.uv.new_timer()
@@ -271,13 +296,16 @@ function Handle:_suspend(s, deadline)
   end
   if not self._in_pass then self:_kick() end -- what the coroutine did (read, resume) may need a step
   co_yield()
-  list = self._waiting[s]
-  if list then -- resumed by someone else: no longer waiting
-    for i = #list, 1, -1 do
-      if list[i] == co then table.remove(list, i) end
+  w = waiting[s]
+  if w ~= nil then -- resumed by someone else: it no longer waits
+    if type(w) == "table" then
+      for i = #w, 1, -1 do
+        if w[i] == co then table.remove(w, i) end
+      end
+      if w[1] == nil then w = co end
     end
-    if list[1] == nil then
-      self._waiting[s] = nil
+    if w == co then
+      waiting[s] = nil
       s._waiter = nil
     end
   end
@@ -300,11 +328,10 @@ end
 function Handle:_close_handles()
   if self._closed then return end
   -- Coroutines still waiting go on without the loop: resume them once more.
-  for s in pairs(self._waiting) do push(self._woken, s) end
-  if self._woken[1] ~= nil or self._starts[1] ~= nil then
+  for s in pairs(self._waiting) do enqueue(self._woken, s) end
+  if self._woken.n > 0 or self._starts.n > 0 then
     if self._in_pass then return end -- the pass resumes them, then comes back here
-    self._timer:start(0, 0, self._on_timer)
-    self._timing = true
+    self:_arm(0)
     return
   end
   self._closed = true
@@ -402,10 +429,11 @@ function _M.attach(target, uv, opts)
     _poll = nil,           -- the poll handle on c:fileno(), nil without one
     _timer = uv.new_timer(), -- re-armed from c:timeout(); also "a pass now"
     _polling = false, _timing = false, -- whether each is started
+    _due = 0,              -- when the timer fires (core.now() seconds), while _timing
     _spare = {},           -- stopped timers for s:next(timeout) deadlines
-    _waiting = {},         -- stream -> the coroutines suspended on it
-    _woken = {},           -- streams whose coroutines resume in the pass
-    _starts = {},          -- { co =, args = }: spawned coroutines to start
+    _waiting = {},         -- stream -> the coroutine suspended on it, or a list of them
+    _woken = { n = 0 },    -- streams whose coroutines resume in the pass
+    _starts = { n = 0 },   -- { co =, args = }: spawned coroutines to start
     _errors = {},          -- errors for the host, raised one per pass
     _scheduled = false,    -- a pass is on its way (through wrap)
     _in_pass = false,
@@ -457,7 +485,7 @@ function _M.spawn(...)
   local h = default_handle()
   local co = co_create(fn)
   spawned[co] = opts or true
-  push(h._starts, { co = co, args = args })
+  enqueue(h._starts, { co = co, args = args })
   h:_kick()
   return co
 end
