@@ -439,6 +439,27 @@ describe("fetchstream.uv: coroutines", function()
     assert.is_true(chat_obj.done)
   end)
 
+  it("a chat retried after a 429 waits without blocking, then streams the answer", function()
+    local errs, texts, chat_obj = {}, {}, nil
+    local t = tag("retry")
+    local tick = ticker(10)
+    spawn(errs, function()
+      local chat = fetch.chat(srv:url("/v1?status=429&fail=1&retry_after_ms=300&tag=" .. t),
+                              { model = "m", messages = { { role = "user", content = "hi" } } })
+      for text in chat do texts[#texts + 1] = text end
+      chat_obj = chat
+      tick.stop()
+    end)
+    local took, stopped = run(10)
+    assert.is_false(stopped)
+    assert.are.same({}, errs)
+    assert.are.equal(ANSWER, table.concat(texts))
+    assert.are.equal(1, chat_obj.retries)
+    assert.are.equal(2, srv:log(t).requests)
+    assert.is_true(took >= 0.3, ("%.3f s"):format(took))
+    assert.is_true(tick.ticks >= 0.8 * took / 0.010 - 2, ("%d ticks in %.3f s"):format(tick.ticks, took))
+  end)
+
   it("run side by side: 5 coroutines take the time of one", function()
     local errs, order, done = {}, {}, 0
     for i = 1, 5 do
