@@ -75,7 +75,7 @@ export LUA_PATH = lua/?.lua;lua/?/init.lua;;
 export LUA_CPATH = $(BUILD)/?.so;;
 
 .PHONY: all luajit deps test spec spec-luajit memcheck lint fuzz fuzz-seeds demo clean \
-        bench bench-setup bench-parser bench-e2e bench-latency bench-streams bench-memory \
+        bench bench-setup bench-parser bench-e2e bench-latency bench-streams bench-uv bench-memory \
         bench-compression bench-summary
 
 all: $(CORE)
@@ -165,6 +165,11 @@ bench-latency: bench-setup
 # 10 to 2,000 concurrent streams at a constant total rate, beside Node.
 bench-streams: bench-setup
 	@$(BENCH_ENV) $(LUA) bench/streams.lua
+
+# 200 SSE streams driven by fetchstream.uv on luv beside fetch.run(): CPU
+# per event, p50/p99 latency.
+bench-uv: bench-setup
+	@$(BENCH_ENV) $(LUA) bench/uv_streams.lua
 
 # 1 GiB through a slow consumer: peak RSS stays bounded by back-pressure.
 bench-memory: bench-setup

@@ -22,13 +22,14 @@ echo "$(curl --version | head -n 1 | cut -d' ' -f1-2); Python $(/usr/bin/python3
 status=0
 # compression: bench/compression_memory.lua at BENCH_COMPRESSION_BYTES per
 # encoding (1 GiB here; 4 GiB in `make bench-compression`).
-for section in parser e2e latency streams memory compression; do
+for section in parser e2e latency streams uv memory compression; do
   args=
   case $section in
     parser) script=bench/parser.lua ;;
     e2e) script=bench/e2e.lua ;;
     latency) script=bench/latency.lua ;;
     streams) script=bench/streams.lua ;;
+    uv) script=bench/uv_streams.lua ;;
     memory) script=bench/stream_memory.lua ;;
     compression) script=bench/compression_memory.lua args=${BENCH_COMPRESSION_BYTES:-1073741824} ;;
   esac
