@@ -128,3 +128,16 @@ describe("a stream's state", function()
     assert.are.equal("http", s.reason)
   end)
 end)
+
+describe("a stream from fetch.open", function()
+  it("keeps its body and its end for its reader while the client drives others", function()
+    local s = assert(fetch.open(srv:url("/count?n=3")))
+    finally(function() s:close() end)
+    for _ in fetch.events(srv:url("/count?n=2&delay=100")) do end -- the response above ends meanwhile
+    assert.is_nil(s.reason)
+    local got = {}
+    for ev in s:events() do got[#got + 1] = ev.data end
+    assert.are.same({ "1", "2", "3" }, got)
+    assert.are.equal("done", s.reason)
+  end)
+end)

@@ -382,6 +382,8 @@ function _M.advance(s)
     end
   elseif s._callbacks and state == "open" then
     if deliver(s) then return true end
+  elseif s._want == nil then
+    return false -- a stream from fetch.open holds its body (and its end) for its reader
   end
   local ended, has_bytes = t:ended()
   if not ended then return false end
