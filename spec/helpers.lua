@@ -113,6 +113,29 @@ function h.build_luajit()
   assert(ok, "cannot build the modules in build-luajit/ (make luajit)")
 end
 
+--- Run spec/hosts/<script> in headless Neovim (on the LuaJIT build) with the
+-- environment `env` ({ NAME = value }) and the variables in `unset` removed;
+-- the script writes `key value` lines to $OUT (a newline in a value written
+-- as \n). Returns them as a table.
+function h.nvim(script, env, unset)
+  local out = os.tmpname()
+  local words = { "env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH", "OUT=" .. h.shell_quote(out),
+                  "FETCHSTREAM_ROOT=" .. h.shell_quote(h.ROOT),
+                  "FETCHSTREAM_BUILD=" .. h.shell_quote(h.ROOT .. "/build-luajit") }
+  for _, name in ipairs(unset or {}) do table.insert(words, 2, "-u " .. name) end
+  for k, v in pairs(env or {}) do words[#words + 1] = k .. "=" .. h.shell_quote(v) end
+  words[#words + 1] = "timeout 60 nvim --headless -u NONE -i NONE -n"
+  words[#words + 1] = ("-c 'luafile spec/hosts/%s' </dev/null >/dev/null 2>&1"):format(script)
+  os.execute(table.concat(words, " "))
+  local results = {}
+  for line in io.lines(out) do
+    local key, value = line:match("^(%S+) ?(.*)$")
+    results[key] = value:gsub("\\(.)", { n = "\n", ["\\"] = "\\" })
+  end
+  os.remove(out)
+  return results
+end
+
 --- A whole file's bytes.
 function h.read(path)
   local f = assert(io.open(path, "rb"))

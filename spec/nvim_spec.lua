@@ -14,23 +14,7 @@ end)
 teardown(function() srv:stop() end)
 
 -- Run the script in headless Neovim; returns its result lines as a table.
-local function nvim(env)
-  local out = os.tmpname()
-  local words = { "env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH", "OUT=" .. h.shell_quote(out),
-                  "FETCHSTREAM_ROOT=" .. h.shell_quote(h.ROOT),
-                  "FETCHSTREAM_BUILD=" .. h.shell_quote(h.ROOT .. "/build-luajit") }
-  for k, v in pairs(env) do words[#words + 1] = k .. "=" .. h.shell_quote(v) end
-  words[#words + 1] = "timeout 60 nvim --headless -u NONE -i NONE -n"
-  words[#words + 1] = "-c 'luafile spec/hosts/nvim_sse.lua' </dev/null >/dev/null 2>&1"
-  os.execute(table.concat(words, " "))
-  local results = {}
-  for line in io.lines(out) do
-    local key, value = line:match("^(%S+) ?(.*)$")
-    results[key] = value
-  end
-  os.remove(out)
-  return results
-end
+local function nvim(env) return h.nvim("nvim_sse.lua", env) end
 
 describe("headless Neovim", function()
   it("parses a job's output with fetchstream.sse and runs a fetch.events loop", function()

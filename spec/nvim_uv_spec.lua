@@ -18,22 +18,8 @@ teardown(function() srv:stop() end)
 
 -- Run one case of the script in headless Neovim; returns its results.
 local function nvim(case)
-  local out = os.tmpname()
-  local words = { "env -u LD_PRELOAD -u LUA_PATH -u LUA_CPATH",
-                  "-u OPENAI_BASE_URL -u OPENAI_API_KEY -u OPENAI_MODEL",
-                  "OUT=" .. h.shell_quote(out), "CASE=" .. case, "BASE=" .. h.shell_quote(srv.base),
-                  "FETCHSTREAM_ROOT=" .. h.shell_quote(h.ROOT),
-                  "FETCHSTREAM_BUILD=" .. h.shell_quote(h.ROOT .. "/build-luajit"),
-                  "timeout 60 nvim --headless -u NONE -i NONE -n",
-                  "-c 'luafile spec/hosts/nvim_uv.lua' </dev/null >/dev/null 2>&1" }
-  os.execute(table.concat(words, " "))
-  local results = {}
-  for line in io.lines(out) do -- `key value`, a newline in a value written \n
-    local key, value = line:match("^(%S+) ?(.*)$")
-    results[key] = value:gsub("\\(.)", { n = "\n", ["\\"] = "\\" })
-  end
-  os.remove(out)
-  return results
+  return h.nvim("nvim_uv.lua", { CASE = case, BASE = srv.base },
+    { "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL" })
 end
 
 -- At least 80% of an editor timer's expected ticks came.
